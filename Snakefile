@@ -1,0 +1,153 @@
+# The WSSS pipeline as a DAG over cached artifacts (see DESIGN.md, "Artifacts").
+#   snakemake --cores 2 results/demo/seeds/cam.json
+# Each rule calls one stage module with explicit paths; stage settings go through params,
+# so changing a value in config.yaml reruns only the rules that use it.
+import functools
+import json
+import os
+import sys
+
+sys.path.insert(0, workflow.basedir)
+from pipeline import config as cfgmod
+from pipeline.data.voc import VOCDataset
+
+
+configfile: f"{workflow.basedir}/config.yaml"
+
+
+cfgmod.validate(config)
+
+# Stages run in the interpreter that runs Snakemake (the project's venv), and find the
+# project's modules even when the working directory (-d) is elsewhere.
+PY = sys.executable
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")]))
+DATASETS = list(config["datasets"])
+DEMOS = [d for d in DATASETS if config["datasets"][d]["kind"] == "demo"]
+CAM_METHODS = ["cam"]
+
+
+wildcard_constraints:
+    dataset="|".join(DATASETS),
+    demo="|".join(DEMOS) or "^$",
+    method="|".join(CAM_METHODS),
+
+
+def ds(dataset):
+    return cfgmod.dataset_config(config, dataset)
+
+
+def root(dataset):
+    """Demo datasets are generated into results/; others live where config says."""
+    return f"results/{dataset}/data" if ds(dataset)["kind"] == "demo" else ds(dataset)["root"]
+
+
+def stage(dataset, section):
+    return json.dumps(cfgmod.stage_config(config, dataset, section), sort_keys=True)
+
+
+def dataset_files(wildcards):
+    """The dataset a rule reads. A VOC dataset is checked here, while the DAG is built, so a
+    missing or incomplete one fails at once (also under -n) with the expected layout."""
+    if ds(wildcards.dataset)["kind"] == "demo":
+        return f"results/{wildcards.dataset}/data"
+    return checked_split_lists(wildcards.dataset)
+
+
+@functools.cache
+def checked_split_lists(dataset):
+    lists = set()
+    for role, split in ds(dataset)["splits"].items():
+        voc = VOCDataset(root(dataset), ds(dataset)["classes"], split)
+        voc.check(masks=role in ("seeds", "val"))
+        lists.add(str(voc.split_file(split)))
+    return sorted(lists)
+
+
+def dataset_args(dataset):
+    return f"--root {root(dataset)} --classes '{json.dumps(ds(dataset)['classes'])}'"
+
+
+rule all:
+    input:
+        "results/demo/seeds/cam.json",
+
+
+rule make_demo:
+    output:
+        directory("results/{demo}/data"),
+    params:
+        classes=lambda wc: json.dumps(ds(wc.demo)["classes"]),
+        generator=lambda wc: json.dumps(ds(wc.demo)["generator"], sort_keys=True),
+    log:
+        "results/{demo}/logs/make_demo.log",
+    conda:
+        "envs/wsss.yaml"
+    shell:
+        "{PY} -m stages.make_demo --out {output} --classes '{params.classes}'"
+        " --generator '{params.generator}' 2>&1 | tee {log}"
+
+
+rule train_classifier:
+    input:
+        dataset_files,
+    output:
+        ckpt="results/{dataset}/classifier.pt",
+        report="results/{dataset}/classifier.json",
+    params:
+        data=lambda wc: dataset_args(wc.dataset),
+        train=lambda wc: ds(wc.dataset)["splits"]["classifier"],
+        val=lambda wc: ds(wc.dataset)["splits"]["classifier_val"],
+        cfg=lambda wc: stage(wc.dataset, "classifier"),
+        device=config["device"],
+        seed=config["seed"],
+    threads: 2
+    log:
+        "results/{dataset}/logs/train_classifier.log",
+    conda:
+        "envs/wsss.yaml"
+    shell:
+        "{PY} -m stages.train_classifier {params.data} --train-split {params.train}"
+        " --val-split {params.val} --cfg '{params.cfg}' --device {params.device} --seed {params.seed}"
+        " --threads {threads} --out {output.ckpt} --report {output.report} 2>&1 | tee {log}"
+
+
+rule extract_cams:
+    input:
+        data=dataset_files,
+        ckpt="results/{dataset}/classifier.pt",
+    output:
+        "results/{dataset}/cams/{method}.h5",
+    params:
+        data=lambda wc: dataset_args(wc.dataset),
+        split=lambda wc: ds(wc.dataset)["splits"]["cams"],
+        cfg=lambda wc: stage(wc.dataset, "cams"),
+        backbone=lambda wc: cfgmod.stage_config(config, wc.dataset, "classifier")["backbone"],
+        device=config["device"],
+    threads: 2
+    log:
+        "results/{dataset}/logs/extract_cams_{method}.log",
+    conda:
+        "envs/wsss.yaml"
+    shell:
+        "{PY} -m stages.extract_cams {params.data} --split {params.split} --classifier {input.ckpt}"
+        " --backbone {params.backbone} --method {wildcards.method} --cfg '{params.cfg}'"
+        " --device {params.device} --threads {threads} --out {output} 2>&1 | tee {log}"
+
+
+rule evaluate_seeds:
+    input:
+        data=dataset_files,
+        cams="results/{dataset}/cams/{method}.h5",
+    output:
+        "results/{dataset}/seeds/{method}.json",
+    params:
+        data=lambda wc: dataset_args(wc.dataset),
+        split=lambda wc: ds(wc.dataset)["splits"]["seeds"],
+        cfg=lambda wc: stage(wc.dataset, "seeds"),
+    log:
+        "results/{dataset}/logs/evaluate_seeds_{method}.log",
+    conda:
+        "envs/wsss.yaml"
+    shell:
+        "{PY} -m stages.evaluate_seeds {params.data} --split {params.split} --cams {input.cams}"
+        " --method {wildcards.method} --cfg '{params.cfg}' --out {output} 2>&1 | tee {log}"

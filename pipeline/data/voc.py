@@ -1,0 +1,128 @@
+"""Reader for VOC-format datasets (PASCAL VOC 2012, SBD's train_aug, the demo, any look-alike).
+
+Image-level labels come from the XML annotations (every object, difficult included), as in
+the WSSS literature; pixel masks are read only where a split is evaluated.
+"""
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+LAYOUT = """\
+Expected a VOC-format dataset at {root}:
+  {root}/JPEGImages/<id>.jpg
+  {root}/Annotations/<id>.xml              (image-level labels and boxes)
+  {root}/SegmentationClass/<id>.png        (palette masks; for train, val)
+  {root}/SegmentationClassAug/<id>.png     (SBD masks; for splits named *_aug, e.g. train_aug)
+  {root}/ImageSets/Segmentation/<split>.txt (one image id per line)"""
+
+
+class DatasetError(RuntimeError):
+    """The dataset on disk is missing, incomplete or unreadable; the message names the file."""
+
+
+@dataclass(frozen=True)
+class Box:
+    class_id: int
+    xmin: int  # VOC boxes are 1-based and inclusive
+    ymin: int
+    xmax: int
+    ymax: int
+    difficult: bool
+
+
+class VOCDataset:
+    def __init__(self, root: str | Path, classes: list[str], split: str):
+        self.root = Path(root)
+        self.classes = list(classes)
+        self.split = split
+        self._class_index = {name: i for i, name in enumerate(self.classes)}
+        list_file = self.split_file(split)
+        if not list_file.is_file():
+            raise DatasetError(f"missing split list {list_file}\n" + LAYOUT.format(root=self.root))
+        self.ids = [line.split()[0] for line in list_file.read_text().splitlines() if line.strip()]
+        if not self.ids:
+            raise DatasetError(f"split list {list_file} is empty")
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def split_file(self, split: str) -> Path:
+        return self.root / "ImageSets" / "Segmentation" / f"{split}.txt"
+
+    def image_path(self, image_id: str) -> Path:
+        return self.root / "JPEGImages" / f"{image_id}.jpg"
+
+    def annotation_path(self, image_id: str) -> Path:
+        return self.root / "Annotations" / f"{image_id}.xml"
+
+    def mask_path(self, image_id: str) -> Path:
+        folder = "SegmentationClassAug" if self.split.endswith("_aug") else "SegmentationClass"
+        return self.root / folder / f"{image_id}.png"
+
+    def check(self, masks: bool) -> None:
+        """One clear error naming the layout and the first missing file, before any work starts."""
+        for image_id in self.ids:
+            paths = [self.image_path(image_id), self.annotation_path(image_id)]
+            if masks:
+                paths.append(self.mask_path(image_id))
+            for path in paths:
+                if not path.is_file():
+                    raise DatasetError(f"dataset split '{self.split}' is incomplete: first missing file "
+                                       f"{path}\n" + LAYOUT.format(root=self.root))
+
+    def load_image(self, image_id: str) -> np.ndarray:
+        """RGB uint8 (H, W, 3)."""
+        path = self.image_path(image_id)
+        try:
+            with Image.open(path) as img:
+                return np.asarray(img.convert("RGB"))
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise DatasetError(f"cannot read image {path}: {exc}") from exc
+
+    def load_mask(self, image_id: str) -> np.ndarray:
+        """Class index per pixel, uint8 (H, W), 255 = ignore."""
+        path = self.mask_path(image_id)
+        try:
+            with Image.open(path) as img:
+                if img.mode not in ("P", "L"):
+                    raise DatasetError(f"mask {path} has mode {img.mode}; expected a palette (P) or "
+                                       "grey (L) PNG holding class indices")
+                mask = np.asarray(img)
+        except OSError as exc:
+            raise DatasetError(f"cannot read mask {path}: {exc}") from exc
+        bad = np.setdiff1d(np.unique(mask), np.r_[np.arange(len(self.classes)), 255])
+        if bad.size:
+            raise DatasetError(f"mask {path} holds class index {int(bad[0])}; expected 0..{len(self.classes) - 1} or 255")
+        return mask
+
+    def boxes(self, image_id: str) -> list[Box]:
+        path = self.annotation_path(image_id)
+        try:
+            root = ET.parse(path).getroot()
+        except (OSError, ET.ParseError) as exc:
+            raise DatasetError(f"cannot read annotation {path}: {exc}") from exc
+        boxes = []
+        for obj in root.iter("object"):
+            name = (obj.findtext("name") or "").strip()
+            if name not in self._class_index or name == self.classes[0]:
+                raise DatasetError(f"annotation {path} names class '{name}', which is not one of the "
+                                   f"configured classes {self.classes[1:]}")
+            bb = obj.find("bndbox")
+            coords = [int(float(bb.findtext(k))) for k in ("xmin", "ymin", "xmax", "ymax")] if bb is not None else [0, 0, 0, 0]
+            boxes.append(Box(self._class_index[name], *coords, difficult=obj.findtext("difficult", "0").strip() == "1"))
+        return boxes
+
+    def image_labels(self, image_id: str) -> np.ndarray:
+        """Sorted foreground class ids present in the image (background 0 excluded)."""
+        return np.array(sorted({b.class_id for b in self.boxes(image_id)}), dtype=np.int64)
+
+    def label_vector(self, image_id: str) -> np.ndarray:
+        """Multi-hot over the foreground classes (index 0 = class 1)."""
+        vec = np.zeros(len(self.classes) - 1, dtype=np.float32)
+        vec[self.image_labels(image_id) - 1] = 1.0
+        return vec

@@ -1,0 +1,50 @@
+"""Seeds: CAMs + a constant background score -> argmax label map, scored against ground truth."""
+from __future__ import annotations
+
+import numpy as np
+from tqdm import tqdm
+
+from .data.voc import VOCDataset
+from .metrics import ConfusionAccumulator, scores
+from .store import ArtifactReader
+
+
+def sweep_values(start: float, stop: float, step: float) -> list[float]:
+    count = int(round((stop - start) / step)) + 1
+    return [round(start + i * step, 6) for i in range(count)]
+
+
+def seed_label(maps: np.ndarray, class_ids: np.ndarray, threshold: float) -> np.ndarray:
+    """argmax over [threshold, maps]; background wins ties, as the first entry of the argmax."""
+    if len(class_ids) == 0:
+        return np.zeros(maps.shape[1:], np.uint8)
+    best = maps.argmax(0)
+    fg = maps.max(0) > threshold
+    return np.where(fg, np.asarray(class_ids, np.uint8)[best], 0).astype(np.uint8)
+
+
+def evaluate(cams: ArtifactReader, voc: VOCDataset, threshold: float, sweep: list[float]) -> dict:
+    """One confusion matrix over the split per threshold; the configured threshold is the result,
+    the sweep is reported beside it (choosing from it would tune on the evaluation labels)."""
+    thresholds = sorted(set(sweep) | {threshold})
+    acc = {t: ConfusionAccumulator(len(voc.classes)) for t in thresholds}
+    for image_id in tqdm(voc.ids, desc="seed mIoU"):
+        if image_id not in cams:
+            raise KeyError(f"{cams.path} has no CAM for image '{image_id}' of split '{voc.split}'")
+        maps = cams[image_id].astype(np.float32)
+        class_ids = cams.attrs(image_id)["classes"]
+        gt = voc.load_mask(image_id)
+        if gt.shape != maps.shape[1:]:
+            raise ValueError(f"CAM of '{image_id}' is {maps.shape[1:]}, its mask {voc.mask_path(image_id)} "
+                             f"is {gt.shape}")
+        for t in thresholds:
+            acc[t].add(gt, seed_label(maps, class_ids, t))
+    result = scores(acc[threshold].matrix, voc.classes)
+    curve = []
+    for t in thresholds:
+        s = scores(acc[t].matrix, voc.classes)
+        curve.append({"threshold": t, "miou": s["miou"], "fg_precision": s["fg_precision"],
+                      "fg_recall": s["fg_recall"]})
+    best = max(curve, key=lambda row: row["miou"])
+    return {"split": voc.split, "images": len(voc), "threshold": threshold, **result,
+            "curve": curve, "best_on_curve": {"threshold": best["threshold"], "miou": best["miou"]}}

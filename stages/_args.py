@@ -1,0 +1,34 @@
+"""Argument helpers shared by the stage CLIs (stages only wire arguments to pipeline/)."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(description=description)
+
+
+def add_dataset(p: argparse.ArgumentParser, split_flags=("--split",)) -> None:
+    p.add_argument("--root", required=True, help="VOC-format dataset root")
+    p.add_argument("--classes", required=True, type=json.loads, help="JSON list of class names, background first")
+    for flag in split_flags:
+        p.add_argument(flag, required=True, help="split name (ImageSets/Segmentation/<split>.txt)")
+
+
+def add_runtime(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+
+
+def json_arg(text: str) -> dict:
+    return json.loads(text)
+
+
+def write_json(path: str | Path, data: dict) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(path)

@@ -1,0 +1,23 @@
+"""Train the multi-label classifier: python -m stages.train_classifier --root R --classes JSON ..."""
+from pipeline.data.voc import VOCDataset
+from pipeline.device import resolve_device, set_threads
+from pipeline.train_classifier import train
+from stages._args import add_dataset, add_runtime, json_arg, parser, write_json
+
+p = parser(__doc__)
+add_dataset(p, split_flags=("--train-split", "--val-split"))
+add_runtime(p)
+p.add_argument("--cfg", required=True, type=json_arg, help="JSON of the classifier config section")
+p.add_argument("--seed", type=int, default=0)
+p.add_argument("--out", required=True, help="checkpoint path (.pt)")
+p.add_argument("--report", required=True, help="JSON with val mAP and the loss curve")
+args = p.parse_args()
+
+set_threads(args.threads)
+train_voc = VOCDataset(args.root, args.classes, args.train_split)
+val_voc = VOCDataset(args.root, args.classes, args.val_split)
+train_voc.check(masks=False)
+val_voc.check(masks=False)
+result = train(train_voc, val_voc, args.cfg, args.out, resolve_device(args.device), args.seed)
+write_json(args.report, result)
+print(f"train_classifier: val mAP {result['val_map']:.4f} on {args.val_split} -> {args.out}")

@@ -1,0 +1,54 @@
+import copy
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import REPO
+from pipeline import config as cfgmod
+
+BASE = cfgmod.load(REPO / "config.yaml")
+
+
+def _broken(edit):
+    cfg = copy.deepcopy(BASE)
+    edit(cfg)
+    return cfg
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda c: c["classifier"].update(epoch=3), "unknown config key 'classifier.epoch'"),
+    (lambda c: c["classifier"].update(epochs="ten"), "config key 'classifier.epochs': 'ten' is not of type 'integer'"),
+    (lambda c: c["cams"].update(flip="yes"), "config key 'cams.flip'"),
+    (lambda c: c["seeds"].update(bg_threshold=1.5), "config key 'seeds.bg_threshold'"),
+    (lambda c: c.pop("seeds"), "config key 'seeds' is missing"),
+    (lambda c: c["datasets"]["demo"]["overrides"]["classifier"].update(lr="fast"),
+     "config key 'datasets.demo.overrides.classifier.lr'"),
+    (lambda c: c["datasets"]["demo"]["splits"].pop("val"), "config key 'datasets.demo.splits.val' is missing"),
+    (lambda c: c["datasets"]["voc"].update(kind="coco"), "config key 'datasets.voc.kind'"),
+    (lambda c: c["datasets"]["voc"].pop("root"), "datasets.voc.root"),
+    (lambda c: c.update(device="tpu"), "config key 'device'"),
+])
+def test_config_errors_name_the_key(edit, message):
+    with pytest.raises(cfgmod.ConfigError) as err:
+        cfgmod.validate(_broken(edit))
+    assert message in str(err.value)
+
+
+def test_overrides_apply_on_top_of_the_defaults():
+    merged = cfgmod.stage_config(BASE, "demo", "classifier")
+    assert merged["epochs"] == BASE["datasets"]["demo"]["overrides"]["classifier"]["epochs"]
+    assert merged["backbone"] == BASE["classifier"]["backbone"]
+    assert cfgmod.stage_config(BASE, "voc", "classifier") == BASE["classifier"]
+    with pytest.raises(cfgmod.ConfigError, match="dataset 'coco'"):
+        cfgmod.stage_config(BASE, "coco", "classifier")
+
+
+def test_snakemake_stops_on_a_bad_config_naming_the_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"classifier": {"epochs": "ten"}}))
+    run = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", "results/demo/seeds/cam.json",
+                          "--configfile", str(bad)], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert run.returncode != 0
+    assert "config key 'classifier.epochs'" in run.stdout + run.stderr

@@ -1,0 +1,52 @@
+import numpy as np
+import pytest
+import torch
+import timm
+from skimage import data
+
+from pipeline.data.transforms import to_tensor
+from pipeline.models.classifier import Classifier, load_classifier, save_checkpoint
+from pipeline.models.weights import WeightsError, load_backbone_weights, load_offline_efficientnet_lite0
+
+CATS = {281, 282, 283, 284, 285}  # ImageNet: tabby, tiger cat, Persian, Siamese, Egyptian cat
+
+
+def test_offline_weights_classify_a_real_cat():
+    model = timm.create_model("tf_efficientnet_lite0", pretrained=False).eval()
+    load_offline_efficientnet_lite0(model)
+    image = torch.nn.functional.interpolate(to_tensor(data.chelsea(), (0.5,) * 3, (0.5,) * 3)[None],
+                                            size=(224, 224), mode="bilinear", align_corners=False)
+    with torch.no_grad():
+        top = model(image).softmax(1)[0].topk(3)
+    assert int(top.indices[0]) in CATS
+    assert float(top.values[0]) > 0.5
+
+
+def test_offline_weights_fill_the_headless_backbone():
+    model = Classifier("tf_efficientnet_lite0", 5, weights="offline")
+    reference = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    load_offline_efficientnet_lite0(reference)
+    ours, ref = model.backbone.state_dict(), reference.state_dict()
+    assert all(torch.equal(ours[k], ref[k]) for k in ours)
+
+
+def test_offline_weights_for_another_backbone_are_refused():
+    with pytest.raises(WeightsError, match="resnet18"):
+        load_backbone_weights(timm.create_model("resnet18", pretrained=False), "resnet18", "offline")
+
+
+def test_checkpoint_roundtrip_and_backbone_mismatch(tmp_path):
+    model = Classifier("tf_efficientnet_lite0", 3, weights="none").eval()
+    path = tmp_path / "classifier.pt"
+    save_checkpoint(model, path, classes=["background", "a", "b", "c"], mean=[0.5] * 3, std=[0.5] * 3)
+    loaded, meta = load_classifier(path, "tf_efficientnet_lite0")
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(loaded.eval()(x), model(x))
+    assert meta["classes"] == ["background", "a", "b", "c"]
+    with pytest.raises(ValueError, match="'tf_efficientnet_lite0'.*'resnet50'"):
+        load_classifier(path, "resnet50")
+    ckpt = tmp_path / "foreign.pt"
+    torch.save(timm.create_model("resnet18", pretrained=False, num_classes=0).state_dict(), ckpt)
+    with pytest.raises(WeightsError, match="another backbone"):
+        Classifier("tf_efficientnet_lite0", 3, weights=str(ckpt))

@@ -1,0 +1,56 @@
+"""The DAG itself: lint, the missing-VOC error, and the slice end to end on a VOC-format fixture."""
+import json
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import torch
+import yaml
+
+from conftest import DEMO_CLASSES, REPO
+
+
+def snakemake(*args, cwd, timeout=600):
+    return subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), *args],
+                          cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def test_lint_has_no_findings(tmp_path):
+    run = snakemake("--lint", cwd=REPO)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "Lints for" not in run.stdout + run.stderr
+
+
+def test_missing_voc_fails_at_once_with_the_layout(tmp_path):
+    run = snakemake("-n", "--cores", "8", "results/voc/seeds/cam.json", cwd=tmp_path, timeout=120)
+    out = run.stdout + run.stderr
+    assert run.returncode != 0
+    assert "data/VOCdevkit/VOC2012/ImageSets/Segmentation/train_aug.txt" in out
+    assert "JPEGImages/<id>.jpg" in out and "SegmentationClassAug" in out
+
+
+def test_slice_runs_on_a_voc_format_fixture(tmp_path, tiny_voc):
+    overrides = {"datasets": {"voc": {
+        "root": str(tiny_voc), "classes": DEMO_CLASSES,
+        "splits": {"classifier": "train", "classifier_val": "val", "cams": "train", "seeds": "train", "val": "val"},
+        "overrides": {"classifier": {"epochs": 1, "batch_size": 4, "crop_size": 48, "workers": 0},
+                      "cams": {"scales": [1.0, 0.5]}}}}}
+    cfg = tmp_path / "fixture.yaml"
+    cfg.write_text(yaml.safe_dump(overrides))
+    run = snakemake("--cores", "2", "results/voc/seeds/cam.json", "--configfile", str(cfg), cwd=tmp_path)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+
+    seeds = json.loads((tmp_path / "results/voc/seeds/cam.json").read_text())
+    assert seeds["images"] == 10 and seeds["split"] == "train"
+    assert [row["threshold"] for row in seeds["curve"]][0] == 0.05 and len(seeds["curve"]) == 12
+    assert 0.0 <= seeds["miou"] <= 1.0 and set(seeds["iou"]) == set(DEMO_CLASSES)
+    ckpt = torch.load(tmp_path / "results/voc/classifier.pt", weights_only=True)
+    assert ckpt["meta"]["classes"] == DEMO_CLASSES
+    with h5py.File(tmp_path / "results/voc/cams/cam.h5", "r") as f:
+        assert len(f) == 10
+        for key in f:
+            maps, classes = f[key][()], f[key].attrs["classes"]
+            assert maps.dtype == np.float16 and maps.shape[0] == len(classes) >= 1
+            assert np.allclose(maps.reshape(len(classes), -1).max(1), 1.0, atol=1e-2)
+    assert not list((tmp_path / "results").rglob("*.partial"))
