@@ -62,7 +62,9 @@ def load_backbone_weights(model: torch.nn.Module, arch: str, weights: str) -> No
             raise WeightsError(f"backbone checkpoint {path} does not exist")
         state = torch.load(path, map_location="cpu", weights_only=True)
         state = state.get("state_dict", state)
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if missing:
-            raise WeightsError(f"backbone checkpoint {path} lacks key '{missing[0]}' of backbone '{arch}' "
-                               f"({len(missing)} missing); is it a checkpoint of another backbone?")
+        own = model.state_dict()
+        wrong = [k for k in own if k not in state or state[k].shape != own[k].shape]
+        if wrong:
+            raise WeightsError(f"backbone checkpoint {path} lacks key '{wrong[0]}' of backbone '{arch}' or has "
+                               f"another shape ({len(wrong)} keys); is it a checkpoint of another backbone?")
+        model.load_state_dict(state, strict=False)
