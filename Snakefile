@@ -17,10 +17,9 @@ configfile: f"{workflow.basedir}/config.yaml"
 
 cfgmod.validate(config)
 
-# Stages run in the interpreter that runs Snakemake (the project's venv), and find the
-# project's modules even when the working directory (-d) is elsewhere.
-PY = sys.executable
-os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")]))
+# `python` in the rules is the interpreter that runs Snakemake (the project's venv), even
+# when the venv is not activated.
+shell.prefix(f'export PATH="{os.path.dirname(sys.executable)}:$PATH"; ')
 DATASETS = list(config["datasets"])
 DEMOS = [d for d in DATASETS if config["datasets"][d]["kind"] == "demo"]
 CAM_METHODS = ["cam"]
@@ -83,7 +82,7 @@ rule make_demo:
     conda:
         "envs/wsss.yaml"
     shell:
-        "{PY} -m stages.make_demo --out {output} --classes '{params.classes}'"
+        "python -m stages.make_demo --out {output} --classes '{params.classes}'"
         " --generator '{params.generator}' 2>&1 | tee {log}"
 
 
@@ -106,7 +105,7 @@ rule train_classifier:
     conda:
         "envs/wsss.yaml"
     shell:
-        "{PY} -m stages.train_classifier {params.data} --train-split {params.train}"
+        "python -m stages.train_classifier {params.data} --train-split {params.train}"
         " --val-split {params.val} --cfg '{params.cfg}' --device {params.device} --seed {params.seed}"
         " --threads {threads} --out {output.ckpt} --report {output.report} 2>&1 | tee {log}"
 
@@ -129,7 +128,7 @@ rule extract_cams:
     conda:
         "envs/wsss.yaml"
     shell:
-        "{PY} -m stages.extract_cams {params.data} --split {params.split} --classifier {input.ckpt}"
+        "python -m stages.extract_cams {params.data} --split {params.split} --classifier {input.ckpt}"
         " --backbone {params.backbone} --method {wildcards.method} --cfg '{params.cfg}'"
         " --device {params.device} --threads {threads} --out {output} 2>&1 | tee {log}"
 
@@ -149,5 +148,5 @@ rule evaluate_seeds:
     conda:
         "envs/wsss.yaml"
     shell:
-        "{PY} -m stages.evaluate_seeds {params.data} --split {params.split} --cams {input.cams}"
+        "python -m stages.evaluate_seeds {params.data} --split {params.split} --cams {input.cams}"
         " --method {wildcards.method} --cfg '{params.cfg}' --out {output} 2>&1 | tee {log}"

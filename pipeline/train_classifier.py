@@ -91,7 +91,8 @@ def train(train_voc: VOCDataset, val_voc: VOCDataset, cfg: dict, out: str | Path
     torch.manual_seed(seed)
     mean, std = normalisation(cfg["backbone"])
     classes = train_voc.classes
-    model = Classifier(cfg["backbone"], len(classes) - 1, cfg["pooling"], cfg["output_stride"], cfg["weights"])
+    model = Classifier(cfg["backbone"], len(classes) - 1, cfg["pooling"], cfg["output_stride"], cfg["weights"],
+                       cfg["feature_level"])
     train_data = ClassificationData(train_voc, mean, std, cfg["crop_size"], cfg["scale_range"], seed)
     loader = DataLoader(train_data, batch_size=cfg["batch_size"], shuffle=True, drop_last=True,
                         num_workers=cfg["workers"], persistent_workers=False,

@@ -50,3 +50,21 @@ def test_checkpoint_roundtrip_and_backbone_mismatch(tmp_path):
     torch.save(timm.create_model("resnet18", pretrained=False, num_classes=0).state_dict(), ckpt)
     with pytest.raises(WeightsError, match="another backbone"):
         Classifier("tf_efficientnet_lite0", 3, weights=str(ckpt))
+
+
+def test_earlier_feature_level_is_the_network_cut_after_that_stage():
+    # level 3 of EfficientNet-Lite0 ends after blocks[4] (112 channels, stride 16)
+    ours = Classifier("tf_efficientnet_lite0", 5, weights="offline", feature_level=3).eval()
+    full = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=0, global_pool="",
+                             output_stride=16).eval()
+    load_offline_efficientnet_lite0(full)
+    x = torch.randn(1, 3, 96, 80)
+    with torch.no_grad():
+        expected = full.bn1(full.conv_stem(x))
+        for stage in full.blocks[:5]:
+            expected = stage(expected)
+        got = ours.features(x)
+    assert got.shape == (1, 112, 6, 5)
+    assert torch.allclose(got, expected, atol=1e-5)
+    with pytest.raises(ValueError, match="feature_level 9"):
+        Classifier("tf_efficientnet_lite0", 5, feature_level=9)

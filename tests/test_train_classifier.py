@@ -7,7 +7,7 @@ import pipeline.train_classifier as tc
 from conftest import DEMO_CLASSES
 from pipeline.data.voc import VOCDataset
 
-CFG = {"backbone": "tf_efficientnet_lite0", "weights": "none", "pooling": "gap", "output_stride": 16,
+CFG = {"backbone": "tf_efficientnet_lite0", "weights": "none", "pooling": "gap", "output_stride": 16, "feature_level": "last",
        "optimizer": "sgd", "lr": 0.01, "weight_decay": 0.0, "momentum": 0.9, "poly_power": 0.9,
        "epochs": 2, "batch_size": 4, "crop_size": 48, "scale_range": [0.7, 1.0], "workers": 0}
 

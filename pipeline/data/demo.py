@@ -132,7 +132,7 @@ def _draw_part(mask, shape, centre, r):
 def _object_masks(rng, h, w, shape):
     """Body and part masks of one object; shape None draws a headless body (background)."""
     side = min(h, w)
-    a = side * rng.uniform(0.16, 0.3)           # semi-major axis: varied scale
+    a = side * rng.uniform(0.25, 0.42)           # semi-major axis: varied scale
     b = a * rng.uniform(0.45, 0.7)
     angle = rng.uniform(0, 360)
     cx, cy = rng.uniform(0.15 * w, 0.85 * w), rng.uniform(0.15 * h, 0.85 * h)
@@ -141,15 +141,16 @@ def _object_masks(rng, h, w, shape):
     part = np.zeros((h, w), np.uint8)
     if shape is not None:
         rad = np.deg2rad(angle)
-        px, py = cx + 0.9 * a * np.cos(rad), cy + 0.9 * a * np.sin(rad)
-        _draw_part(part, shape, (int(px), int(py)), max(2, int(b * rng.uniform(0.4, 0.55))))
+        # inside the body near one end, as a face is inside a person's outline
+        px, py = cx + 0.45 * a * np.cos(rad), cy + 0.45 * a * np.sin(rad)
+        _draw_part(part, shape, (int(px), int(py)), max(2, int(b * rng.uniform(0.4, 0.52))))
     return body.astype(bool), part.astype(bool)
 
 
 def _choose_classes(rng, names):
-    k = rng.choice([1, 2, 3], p=[0.5, 0.38, 0.12])
+    k = rng.choice([1, 2, 3], p=[0.6, 0.32, 0.08])
     chosen = list(rng.choice(len(names), size=k, replace=False))
-    n_objects = int(rng.integers(k, 4)) if k < 3 else 3
+    n_objects = int(rng.integers(k, 3)) if k < 3 else 3
     return chosen + list(rng.choice(chosen, size=n_objects - k))
 
 

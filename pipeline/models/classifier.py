@@ -24,20 +24,34 @@ def normalisation(backbone: str) -> tuple[tuple, tuple]:
 
 class Classifier(nn.Module):
     def __init__(self, backbone: str, num_classes: int, pooling: str = "gap", output_stride: int = 16,
-                 weights: str = "none"):
+                 weights: str = "none", feature_level: int | str = "last"):
         super().__init__()
         if pooling != "gap":
             raise ValueError(f"pooling '{pooling}' is not built; expected 'gap'")
         self.backbone = timm.create_model(backbone, pretrained=weights == "timm", num_classes=0,
                                           global_pool="", output_stride=output_stride)
         load_backbone_weights(self.backbone, backbone, weights)
-        self.classifier = nn.Conv2d(self.backbone.num_features, num_classes, 1, bias=False)
+        self.feature_level = feature_level
+        if feature_level == "last":
+            channels = self.backbone.num_features
+        else:
+            # An earlier level has a smaller receptive field, so its CAM stays near the evidence
+            # on images that are small against the network's receptive field (the demo).
+            levels = len(self.backbone.feature_info)
+            if not 0 <= feature_level < levels:
+                raise ValueError(f"feature_level {feature_level} out of range for '{backbone}' "
+                                 f"(levels 0..{levels - 1} or 'last')")
+            channels = self.backbone.feature_info[feature_level]["num_chs"]
+            self.backbone.prune_intermediate_layers(indices=[feature_level], prune_head=True, prune_norm=True)
+        self.classifier = nn.Conv2d(channels, num_classes, 1, bias=False)
         nn.init.kaiming_normal_(self.classifier.weight)
         self.meta = {"backbone": backbone, "num_classes": num_classes, "pooling": pooling,
-                     "output_stride": output_stride}
+                     "output_stride": output_stride, "feature_level": feature_level}
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.backbone.forward_features(x)
+        if self.feature_level == "last":
+            return self.backbone.forward_features(x)
+        return self.backbone.forward_intermediates(x, indices=[self.feature_level], intermediates_only=True)[-1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pooled = F.adaptive_avg_pool2d(self.features(x), 1)
@@ -61,6 +75,7 @@ def load_classifier(path, expected_backbone: str | None = None) -> tuple[Classif
     if expected_backbone and meta["backbone"] != expected_backbone:
         raise ValueError(f"{path} was trained with backbone '{meta['backbone']}', but config asks for "
                          f"'{expected_backbone}'; retrain the classifier or fix classifier.backbone")
-    model = Classifier(meta["backbone"], meta["num_classes"], meta["pooling"], meta["output_stride"])
+    model = Classifier(meta["backbone"], meta["num_classes"], meta["pooling"], meta["output_stride"],
+                       feature_level=meta.get("feature_level", "last"))
     model.load_state_dict(ckpt["state_dict"])
     return model, meta
