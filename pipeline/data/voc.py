@@ -80,7 +80,7 @@ class VOCDataset:
         path = self.image_path(image_id)
         try:
             with Image.open(path) as img:
-                return np.asarray(img.convert("RGB"))
+                return np.array(img.convert("RGB"))  # writable, so torch can wrap it
         except (OSError, SyntaxError, ValueError) as exc:
             raise DatasetError(f"cannot read image {path}: {exc}") from exc
 
