@@ -9,6 +9,7 @@ import sys
 
 sys.path.insert(0, workflow.basedir)
 from pipeline import config as cfgmod
+from pipeline.cams import METHODS as CAM_METHODS
 from pipeline.data.voc import VOCDataset
 
 
@@ -22,7 +23,6 @@ cfgmod.validate(config)
 shell.prefix(f'export PATH="{os.path.dirname(sys.executable)}:$PATH"; ')
 DATASETS = list(config["datasets"])
 DEMOS = [d for d in DATASETS if config["datasets"][d]["kind"] == "demo"]
-CAM_METHODS = ["cam"]
 
 
 wildcard_constraints:
@@ -68,7 +68,7 @@ def dataset_args(dataset):
 
 rule all:
     input:
-        "results/demo/seeds/cam.json",
+        "results/demo/seeds/summary.json",
 
 
 rule make_demo:
@@ -115,7 +115,8 @@ rule extract_cams:
         data=dataset_files,
         ckpt="results/{dataset}/classifier.pt",
     output:
-        "results/{dataset}/cams/{method}.h5",
+        maps="results/{dataset}/cams/{method}.h5",
+        timing="results/{dataset}/cams/{method}.json",
     params:
         data=lambda wc: dataset_args(wc.dataset),
         split=lambda wc: ds(wc.dataset)["splits"]["cams"],
@@ -130,7 +131,8 @@ rule extract_cams:
     shell:
         "python -m stages.extract_cams {params.data} --split {params.split} --classifier {input.ckpt}"
         " --backbone {params.backbone} --method {wildcards.method} --cfg '{params.cfg}'"
-        " --device {params.device} --threads {threads} --out {output} 2>&1 | tee {log}"
+        " --device {params.device} --threads {threads} --out {output.maps} --report {output.timing}"
+        " 2>&1 | tee {log}"
 
 
 rule evaluate_seeds:
@@ -150,3 +152,45 @@ rule evaluate_seeds:
     shell:
         "python -m stages.evaluate_seeds {params.data} --split {params.split} --cams {input.cams}"
         " --method {wildcards.method} --cfg '{params.cfg}' --out {output} 2>&1 | tee {log}"
+
+
+rule evaluate_boxes:
+    input:
+        data=dataset_files,
+        cams="results/{dataset}/cams/{method}.h5",
+    output:
+        "results/{dataset}/boxes/{method}.json",
+    params:
+        data=lambda wc: dataset_args(wc.dataset),
+        split=lambda wc: ds(wc.dataset)["splits"]["seeds"],
+        cfg=lambda wc: stage(wc.dataset, "boxes"),
+    log:
+        "results/{dataset}/logs/evaluate_boxes_{method}.log",
+    conda:
+        "envs/wsss.yaml"
+    shell:
+        "python -m stages.evaluate_boxes {params.data} --split {params.split} --cams {input.cams}"
+        " --method {wildcards.method} --cfg '{params.cfg}' --out {output} 2>&1 | tee {log}"
+
+
+def per_method(pattern):
+    def files(wildcards):
+        methods = cfgmod.stage_config(config, wildcards.dataset, "cams")["methods"]
+        return [pattern.format(dataset=wildcards.dataset, method=m) for m in methods]
+    return files
+
+
+rule summarize_cams:
+    input:
+        seeds=per_method("results/{dataset}/seeds/{method}.json"),
+        boxes=per_method("results/{dataset}/boxes/{method}.json"),
+        timing=per_method("results/{dataset}/cams/{method}.json"),
+    output:
+        "results/{dataset}/seeds/summary.json",
+    log:
+        "results/{dataset}/logs/summarize_cams.log",
+    conda:
+        "envs/wsss.yaml"
+    shell:
+        "python -m stages.summarize_cams --seeds {input.seeds} --boxes {input.boxes}"
+        " --timing {input.timing} --out {output} 2>&1 | tee {log}"

@@ -1,6 +1,12 @@
-"""Class activation maps: CAM = relu(W_c . F), multi-scale + flip, per-class max-normalised."""
+"""Class activation maps, multi-scale + flip, per-class max-normalised.
+
+CAM = relu(W_c . F); CAM-NWC clamps negative classifier weights; Grad-CAM, Grad-CAM++ and
+LayerCAM weight the activations by gradients of the class score; Fully-CAM fuses LayerCAMs of
+several layers. Every class of the image gets its map from the same forward pass per scale.
+"""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,33 +21,92 @@ from .models.classifier import Classifier
 from .store import ArtifactWriter
 
 
+METHODS = ("cam", "cam_nwc", "gradcam", "gradcampp", "layercam", "fullycam")
+GRADIENT_METHODS = ("gradcam", "gradcampp", "layercam", "fullycam")
+
+
 def class_activation(features: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """features (B, C, h, w), weight (K, C) -> relu(W . F) of shape (B, K, h, w)."""
     return F.relu(torch.einsum("bchw,kc->bkhw", features, weight))
 
 
-@torch.no_grad()
-def multiscale_cam(model: Classifier, image: np.ndarray, class_ids: np.ndarray, scales, flip: bool,
-                   mean, std, device) -> np.ndarray:
-    """Sum of the CAMs over scales (and flips), upsampled to the image, each class / its max.
+# Gradient maps: A = activations (B, C, h, w), G = d score / d A of the same shape -> (B, h, w).
+def gradcam_map(A: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
+    weights = G.mean((2, 3), keepdim=True)
+    return F.relu((weights * A).sum(1))
 
-    class_ids are dataset ids (1..C); the classifier's row for id c is c - 1.
+
+def gradcampp_map(A: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
+    g2, g3 = G.pow(2), G.pow(3)
+    denom = 2 * g2 + A.sum((2, 3), keepdim=True) * g3
+    alpha = torch.where(denom != 0, g2 / torch.where(denom != 0, denom, torch.ones_like(denom)),
+                        torch.zeros_like(denom))
+    weights = (F.relu(G) * alpha).sum((2, 3), keepdim=True)
+    return F.relu((weights * A).sum(1))
+
+
+def layercam_map(A: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
+    return F.relu((F.relu(G) * A).sum(1))
+
+
+GRADIENT_MAPS = {"gradcam": gradcam_map, "gradcampp": gradcampp_map, "layercam": layercam_map,
+                 "fullycam": layercam_map}
+
+
+def _activation_maps(model: Classifier, x: torch.Tensor, class_ids, method: str, levels) -> list[torch.Tensor]:
+    """Per layer, maps of shape (B, K, h, w) for the K classes, from one forward pass."""
+    rows = torch.as_tensor(class_ids) - 1
+    if method in ("cam", "cam_nwc"):
+        weight = model.classifier.weight[rows].flatten(1)
+        if method == "cam_nwc":
+            weight = weight.clamp(min=0)   # NWC: negative evidence no longer cancels the object
+        with torch.no_grad():
+            return [class_activation(model.features(x), weight)]
+    with torch.enable_grad():
+        features, earlier = model.features_and_levels(x, levels if method == "fullycam" else ())
+        layers = [features, *earlier]
+        logits = model.classify(features)
+        per_layer = [[] for _ in layers]
+        for k, row in enumerate(rows.tolist()):
+            # summing over the batch (the flipped copy) keeps each image's own gradient
+            grads = torch.autograd.grad(logits[:, row].sum(), layers, retain_graph=k < len(rows) - 1)
+            for store, A, G in zip(per_layer, layers, grads):
+                store.append(GRADIENT_MAPS[method](A.detach(), G))
+    return [torch.stack(maps, 1) for maps in per_layer]
+
+
+def multiscale_cam(model: Classifier, image: np.ndarray, class_ids: np.ndarray, scales, flip: bool,
+                   mean, std, device, method: str = "cam", levels=()) -> np.ndarray:
+    """Sum of the maps over scales (and flips), upsampled to the image, each class / its max.
+
+    class_ids are dataset ids (1..C); the classifier's row for id c is c - 1. For fullycam the
+    LayerCAMs of the feature layer and of `levels` are each scaled to max 1 and added, so a
+    shallow layer's small activations still count.
     Returns float32 (K, H, W) with values in [0, 1].
     """
+    if method not in METHODS:
+        raise ValueError(f"CAM method '{method}' is unknown; expected one of {METHODS}")
     h, w = image.shape[:2]
     total = torch.zeros((len(class_ids), h, w))
     if len(class_ids) == 0:
         return total.numpy()
-    weight = model.classifier.weight[torch.as_tensor(class_ids) - 1].flatten(1)
     for scale in scales:
         x = to_tensor(resize(image, scale), mean, std)[None]
         if flip:
             x = torch.cat([x, x.flip(-1)])
-        cam = class_activation(model.features(x.to(device)), weight)
-        cam = cam[:1] + cam[1:].flip(-1) if flip else cam
-        total += F.interpolate(cam, size=(h, w), mode="bilinear", align_corners=False)[0].cpu()
-    total /= total.flatten(1).max(1).values.view(-1, 1, 1) + 1e-5
-    return total.numpy()
+        for maps in _activation_maps(model, x.to(device), class_ids, method, levels):
+            maps = maps[:1] + maps[1:].flip(-1) if flip else maps
+            maps = F.interpolate(maps, size=(h, w), mode="bilinear", align_corners=False)[0].cpu()
+            if method == "fullycam":
+                maps = unit_max(maps)
+            total += maps
+    return unit_max(total).numpy()
+
+
+def unit_max(maps: torch.Tensor) -> torch.Tensor:
+    """Each map divided by its own max. The guard is tiny (1e-12): gradient maps are small in
+    absolute terms (a Grad-CAM is the CAM / (h w)), so an additive 1e-5 would bias them."""
+    return maps / maps.flatten(1).max(1).values.clamp(min=1e-12).view(-1, 1, 1)
 
 
 def _as_is(sample):
@@ -61,16 +126,23 @@ class _Images(Dataset):
 
 
 def extract(model: Classifier, meta: dict, voc: VOCDataset, out: str | Path, scales, flip: bool,
-            device, workers: int = 1) -> int:
-    """Write one float16 (K, H, W) map per image with attribute `classes`; resumes from NAME.partial."""
+            device, method: str = "cam", levels=(), workers: int = 1) -> dict:
+    """Write one float16 (K, H, W) map per image with attribute `classes`; resumes from NAME.partial.
+    Returns the count of images computed now and their mean seconds per image."""
     model.eval().to(device)
-    params = {"scales": list(scales), "flip": flip, "classes": voc.classes}
+    params = {"method": method, "levels": list(levels), "scales": list(scales), "flip": flip,
+              "classes": voc.classes}
+    seconds = 0.0
     with ArtifactWriter(out, meta=params) as writer:
         done = writer.done_keys()
         todo = [i for i in voc.ids if i not in done]
         loader = DataLoader(_Images(voc, todo), batch_size=None, num_workers=workers,
                             collate_fn=_as_is)
-        for image_id, image, class_ids in tqdm(loader, desc=f"CAMs {Path(out).stem}", total=len(todo)):
-            maps = multiscale_cam(model, image, class_ids, scales, flip, meta["mean"], meta["std"], device)
+        for image_id, image, class_ids in tqdm(loader, desc=f"{method} maps", total=len(todo)):
+            start = time.perf_counter()
+            maps = multiscale_cam(model, image, class_ids, scales, flip, meta["mean"], meta["std"], device,
+                                  method, levels)
+            seconds += time.perf_counter() - start
             writer.write(image_id, maps, classes=np.asarray(class_ids, np.int64))
-    return len(todo)
+    return {"images": len(voc), "computed_now": len(todo),
+            "seconds_per_image": seconds / len(todo) if todo else None}

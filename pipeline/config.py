@@ -8,7 +8,6 @@ import jsonschema
 import yaml
 
 SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
-STAGE_SECTIONS = ("classifier", "cams", "seeds")
 
 
 class ConfigError(ValueError):

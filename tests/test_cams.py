@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 import torch.nn as nn
 
@@ -40,7 +41,7 @@ def test_multiscale_cam_on_hand_built_network():
     mean, std = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
     x = (image / 255.0 - 0.5) / 0.5                  # what the network sees, (H, W, 3)
     raw = np.maximum(0, np.einsum("hwc,kc->khw", x, weight[[0, 2]]))
-    expected = raw / (raw.reshape(2, -1).max(1)[:, None, None] + 1e-5)
+    expected = raw / raw.reshape(2, -1).max(1)[:, None, None]
     model = HandBuilt(weight)
     got = multiscale_cam(model, image, np.array([1, 3]), [1.0], False, mean, std, "cpu")
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
@@ -68,3 +69,117 @@ def test_seed_label_by_hand():
     # background wins a tie with the threshold
     np.testing.assert_array_equal(seed_label(maps, np.array([4, 7]), 0.3), [[4, 7], [0, 0]])
     assert sweep_values(0.05, 0.6, 0.05) == [round(0.05 * i, 6) for i in range(1, 13)]
+
+
+# --- gradient methods -------------------------------------------------------------------
+
+from pipeline.cams import _activation_maps, gradcampp_map, layercam_map  # noqa: E402
+from pipeline.models.classifier import Classifier, thresholded_average_pool  # noqa: E402
+
+
+class TinyConvNet(nn.Module):
+    """conv -> relu features, GAP, bias-free linear head: the setting of the Grad-CAM identity."""
+
+    def __init__(self, pooling="gap"):
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU())
+        self.classifier = nn.Conv2d(6, 4, 1, bias=False)
+        self.pooling = pooling
+
+    def features(self, x):
+        return self.body(x)
+
+    def features_and_levels(self, x, levels):
+        return self.features(x), []
+
+    def classify(self, f):
+        pooled = f.mean((2, 3)) if self.pooling == "gap" else thresholded_average_pool(f)
+        return self.classifier(pooled[:, :, None, None]).flatten(1)
+
+
+def test_gradcam_equals_cam_up_to_a_positive_per_class_scale():
+    model = TinyConvNet()
+    x = torch.randn(2, 3, 7, 9)
+    cam = _activation_maps(model, x, [1, 2, 4], "cam", ())[0]
+    grad = _activation_maps(model, x, [1, 2, 4], "gradcam", ())[0]
+    # d(mean-pooled logit)/dA = W / (h w): Grad-CAM = CAM / (h w)
+    torch.testing.assert_close(grad * (7 * 9), cam, rtol=1e-4, atol=1e-5)
+
+
+def test_nwc_clamps_negative_weights():
+    model = TinyConvNet()
+    x = torch.randn(1, 3, 5, 5)
+    got = _activation_maps(model, x, [2], "cam_nwc", ())[0]
+    w = model.classifier.weight[1].flatten().clamp(min=0)
+    expected = torch.relu(torch.einsum("bchw,c->bhw", model.features(x), w))[:, None]
+    torch.testing.assert_close(got, expected)
+
+
+def _naive_gradcampp(A, G):
+    B, C, H, W = A.shape
+    out = np.zeros((B, H, W))
+    for b in range(B):
+        weights = []
+        for c in range(C):
+            s = sum(A[b, c, i, j] for i in range(H) for j in range(W))
+            total = 0.0
+            for i in range(H):
+                for j in range(W):
+                    g = G[b, c, i, j]
+                    denom = 2 * g * g + s * g ** 3
+                    alpha = g * g / denom if denom != 0 else 0.0
+                    total += max(g, 0.0) * alpha
+            weights.append(total)
+        for i in range(H):
+            for j in range(W):
+                out[b, i, j] = max(0.0, sum(weights[c] * A[b, c, i, j] for c in range(C)))
+    return out
+
+
+def _naive_layercam(A, G):
+    B, C, H, W = A.shape
+    out = np.zeros((B, H, W))
+    for b in range(B):
+        for i in range(H):
+            for j in range(W):
+                out[b, i, j] = max(0.0, sum(max(G[b, c, i, j], 0.0) * A[b, c, i, j] for c in range(C)))
+    return out
+
+
+def test_gradcampp_and_layercam_against_naive_loops():
+    rng = np.random.default_rng(3)
+    A = np.abs(rng.normal(size=(2, 3, 4, 5)))
+    G = rng.normal(size=(2, 3, 4, 5))
+    G[0, 1, 2, 3] = 0.0   # alpha must be 0 where the gradient is 0
+    A_t, G_t = torch.tensor(A), torch.tensor(G)
+    np.testing.assert_allclose(gradcampp_map(A_t, G_t).numpy(), _naive_gradcampp(A, G), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(layercam_map(A_t, G_t).numpy(), _naive_layercam(A, G), rtol=1e-9, atol=1e-12)
+
+
+def test_all_classes_in_one_pass_equal_one_class_at_a_time():
+    model = TinyConvNet(pooling="tap")
+    x = torch.randn(2, 3, 6, 6)
+    for method in ("gradcam", "gradcampp", "layercam"):
+        together = _activation_maps(model, x, [1, 3], method, ())[0]
+        alone = torch.cat([_activation_maps(model, x, [c], method, ())[0] for c in (1, 3)], 1)
+        torch.testing.assert_close(together, alone)
+
+
+def test_fullycam_without_extra_levels_is_layercam_and_levels_are_checked():
+    model = Classifier("tf_efficientnet_lite0", 3, feature_level=2).eval()
+    image = np.random.default_rng(4).integers(0, 256, size=(40, 48, 3)).astype(np.uint8)
+    args = (model, image, np.array([1, 2]), [1.0], True, (0.5,) * 3, (0.5,) * 3, "cpu")
+    np.testing.assert_allclose(multiscale_cam(*args, method="fullycam", levels=()),
+                               multiscale_cam(*args, method="layercam"), atol=1e-5)
+    fused = multiscale_cam(*args, method="fullycam", levels=[1])
+    assert fused.shape == (2, 40, 48) and np.allclose(fused.reshape(2, -1).max(1), 1.0, atol=1e-4)
+    with pytest.raises(ValueError, match="beyond the classifier's feature_level 2"):
+        multiscale_cam(*args, method="fullycam", levels=[3])
+
+
+def test_tap_on_a_hand_computed_channel():
+    f = torch.tensor([[[[0.0, 0.05, 1.0], [2.0, 0.3, 0.1]]]])   # max 2.0 -> tau 0.2
+    # above tau: 1.0, 2.0, 0.3 -> (1.0 + 2.0 + 0.3) / 3 = 1.1
+    torch.testing.assert_close(thresholded_average_pool(f), torch.tensor([[1.1]]))
+    assert float(thresholded_average_pool(torch.zeros(1, 1, 2, 2))) == 0.0

@@ -38,8 +38,15 @@ def test_slice_runs_on_a_voc_format_fixture(tmp_path, tiny_voc):
                       "cams": {"scales": [1.0, 0.5]}}}}}
     cfg = tmp_path / "fixture.yaml"
     cfg.write_text(yaml.safe_dump(overrides))
-    run = snakemake("--cores", "2", "results/voc/seeds/cam.json", "--configfile", str(cfg), cwd=tmp_path)
+    run = snakemake("--cores", "2", "results/voc/seeds/summary.json", "--configfile", str(cfg), cwd=tmp_path)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+
+    summary = json.loads((tmp_path / "results/voc/seeds/summary.json").read_text())
+    assert [row["method"] for row in summary["methods"]] == yaml.safe_load(
+        (REPO / "config.yaml").read_text())["cams"]["methods"]
+    for row in summary["methods"]:
+        assert 0.0 <= row["seed_miou"] <= row["best_seed_miou"] <= 1.0
+        assert 0.0 <= row["maxboxacc"] <= 1.0 and row["seconds_per_image"] > 0
 
     seeds = json.loads((tmp_path / "results/voc/seeds/cam.json").read_text())
     assert seeds["images"] == 10 and seeds["split"] == "train"

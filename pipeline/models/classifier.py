@@ -22,12 +22,24 @@ def normalisation(backbone: str) -> tuple[tuple, tuple]:
     return tuple(cfg["mean"]), tuple(cfg["std"])
 
 
+def thresholded_average_pool(features: torch.Tensor, ratio: float = 0.1) -> torch.Tensor:
+    """TAP: per channel, the mean over the pixels above ratio x the channel's max.
+
+    Background pixels with weak activation no longer dilute the pooled score, which lets the
+    CAM grow beyond the single most discriminative spot.
+    """
+    tau = ratio * features.amax((2, 3), keepdim=True)
+    above = (features > tau).to(features.dtype)
+    return (features * above).sum((2, 3)) / above.sum((2, 3)).clamp(min=1.0)
+
+
 class Classifier(nn.Module):
     def __init__(self, backbone: str, num_classes: int, pooling: str = "gap", output_stride: int = 16,
                  weights: str = "none", feature_level: int | str = "last"):
         super().__init__()
-        if pooling != "gap":
-            raise ValueError(f"pooling '{pooling}' is not built; expected 'gap'")
+        if pooling not in ("gap", "tap"):
+            raise ValueError(f"pooling '{pooling}' is unknown; expected 'gap' or 'tap'")
+        self.pooling = pooling
         self.backbone = timm.create_model(backbone, pretrained=weights == "timm", num_classes=0,
                                           global_pool="", output_stride=output_stride)
         load_backbone_weights(self.backbone, backbone, weights)
@@ -53,9 +65,29 @@ class Classifier(nn.Module):
             return self.backbone.forward_features(x)
         return self.backbone.forward_intermediates(x, indices=[self.feature_level], intermediates_only=True)[-1]
 
+    def features_and_levels(self, x: torch.Tensor, levels) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The CAM features and the outputs of earlier feature levels, from one forward pass."""
+        levels = list(levels)
+        if not levels:
+            return self.features(x), []
+        if self.feature_level == "last":
+            return self.backbone.forward_intermediates(x, indices=levels)
+        if max(levels) > self.feature_level:
+            raise ValueError(f"levels {levels} lie beyond the classifier's feature_level {self.feature_level}")
+        wanted = sorted(set(levels) | {self.feature_level})
+        outs = dict(zip(wanted, self.backbone.forward_intermediates(x, indices=wanted, intermediates_only=True)))
+        return outs[self.feature_level], [outs[level] for level in levels]
+
+    def pool(self, features: torch.Tensor) -> torch.Tensor:
+        if self.pooling == "tap":
+            return thresholded_average_pool(features)
+        return features.mean((2, 3))
+
+    def classify(self, features: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.pool(features)[:, :, None, None]).flatten(1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pooled = F.adaptive_avg_pool2d(self.features(x), 1)
-        return self.classifier(pooled).flatten(1)
+        return self.classify(self.features(x))
 
     def param_groups(self):
         """Backbone at the base lr, the new classifier at 10x (as in the AffinityNet/IRN recipes)."""

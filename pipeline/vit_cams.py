@@ -1,0 +1,91 @@
+"""Localisation maps from a ViT-hybrid classifier's attention, multi-scale + flip.
+
+getam:      GETAM (gradient-weighted element-wise transformer attention): per block from
+            `start_block` on, mean_heads relu(dS/dA * A) times mean_heads relu(dS/dA), summed;
+            the class token's row gives the map.
+attnfusion: MCTformer/WeakTr-style fusion: class-to-patch attention times the patch-token CAM,
+            then propagated by patch-to-patch attention.
+Attention matrices are (B, heads, N, N) with token 0 the class token, rows = queries (rows sum to 1).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .cams import unit_max
+from .data.transforms import resize, to_tensor
+
+VIT_METHODS = ("getam", "attnfusion")
+
+
+def getam_map(attns, grads, start_block: int, grid) -> torch.Tensor:
+    """Per-block attentions and the gradients of one class score w.r.t. them -> (B, h, w)."""
+    total = 0
+    for A, G in list(zip(attns, grads))[start_block:]:
+        total = total + F.relu(G * A).mean(1) * F.relu(G).mean(1)
+    cls_row = total[:, 0, 1:]   # how the class token draws on each patch
+    return cls_row.reshape(len(cls_row), *grid)
+
+
+def attnfusion_map(attns, patch_cam: torch.Tensor, last_blocks: int) -> torch.Tensor:
+    """Attentions of all blocks and the patch CAM (B, K, h, w) -> refined maps (B, K, h, w).
+
+    Refinement is P @ map with P[i, j] = attention of patch i to patch j: each patch takes the
+    attention-weighted average of the map over the patches it attends to. P's rows sum to at
+    most 1 (the class column is dropped), so this is an affinity propagation that keeps the scale.
+    """
+    B, K, h, w = patch_cam.shape
+    A = torch.stack(attns[-last_blocks:]).mean((0, 2))            # (B, N, N): over blocks and heads
+    cls_attn = A[:, 0, 1:].reshape(B, 1, h, w)
+    fused = (cls_attn * patch_cam).flatten(2)                     # (B, K, h*w)
+    P = A[:, 1:, 1:]
+    return torch.einsum("bij,bkj->bki", P, fused).reshape(B, K, h, w)
+
+
+def _vit_maps(model, x: torch.Tensor, class_ids, method: str, last_blocks: int) -> torch.Tensor:
+    """Maps (B, K, h, w) on the patch grid for the K classes, from one forward pass."""
+    rows = torch.as_tensor(class_ids) - 1
+    if method == "attnfusion":
+        with torch.no_grad():
+            tokens, grid = model.encode(x)
+            weight = model.patch_head.weight[rows]                         # (K, D)
+            patch_cam = F.relu(torch.einsum("bnd,kd->bkn", tokens[:, 1:], weight))
+            patch_cam = patch_cam.reshape(len(x), len(rows), *grid)
+            return attnfusion_map(model.attentions, patch_cam, last_blocks)
+    with torch.enable_grad():
+        tokens, grid = model.encode(x)
+        attns = model.attentions
+        # the score the classifier was trained on (class-token + patch-GAP logits)
+        logits = sum(model.heads(tokens))
+        maps = []
+        for k, row in enumerate(rows.tolist()):
+            # summing over the batch (the flipped copy) keeps each image's own gradient
+            grads = torch.autograd.grad(logits[:, row].sum(), attns, retain_graph=k < len(rows) - 1)
+            maps.append(getam_map([a.detach() for a in attns], grads, model.meta["start_block"], grid))
+    return torch.stack(maps, 1)
+
+
+def vit_multiscale_cam(model, image: np.ndarray, class_ids, scales, flip: bool, mean, std, device,
+                       method: str = "getam", last_blocks: int | None = None) -> np.ndarray:
+    """As pipeline.cams.multiscale_cam: maps summed over scales (and flips), upsampled to the
+    image, each class / its max. class_ids are dataset ids (1..C). For attnfusion the attention
+    of the last `last_blocks` blocks is used (default: the GETAM blocks, start_block..depth-1).
+    Returns float32 (K, H, W) with values in [0, 1]."""
+    if method not in VIT_METHODS:
+        raise ValueError(f"ViT CAM method '{method}' is unknown; expected one of {VIT_METHODS}")
+    if last_blocks is None:
+        last_blocks = model.meta["depth"] - model.meta["start_block"]
+    h, w = image.shape[:2]
+    total = torch.zeros((len(class_ids), h, w))
+    if len(class_ids) == 0:
+        return total.numpy()
+    for scale in scales:
+        x = to_tensor(resize(image, scale), mean, std)[None]
+        if flip:
+            x = torch.cat([x, x.flip(-1)])
+        maps = _vit_maps(model, x.to(device), class_ids, method, last_blocks)
+        maps = maps[:1] + maps[1:].flip(-1) if flip else maps
+        total += F.interpolate(maps, size=(h, w), mode="bilinear", align_corners=False)[0].cpu()
+    total = unit_max(total)
+    return total.numpy()
