@@ -86,20 +86,29 @@ def multiscale_cam(model: Classifier, image: np.ndarray, class_ids: np.ndarray, 
     """
     if method not in METHODS:
         raise ValueError(f"CAM method '{method}' is unknown; expected one of {METHODS}")
+    layer_maps = lambda x: _activation_maps(model, x, class_ids, method, levels)  # noqa: E731
+    return scale_sum(image, len(class_ids), scales, flip, mean, std, device, layer_maps,
+                     unit_layers=method == "fullycam")
+
+
+def scale_sum(image: np.ndarray, k: int, scales, flip: bool, mean, std, device, layer_maps,
+              unit_layers: bool = False) -> np.ndarray:
+    """The multi-scale + flip protocol shared by every method: layer_maps(x) gives, per layer,
+    maps (B, K, h, w) for the batch [image, flipped image]; each is flipped back, upsampled to
+    the image and added (scaled to max 1 first when unit_layers); the sum is scaled per class
+    to max 1. Returns float32 (K, H, W)."""
     h, w = image.shape[:2]
-    total = torch.zeros((len(class_ids), h, w))
-    if len(class_ids) == 0:
+    total = torch.zeros((k, h, w))
+    if k == 0:
         return total.numpy()
     for scale in scales:
         x = to_tensor(resize(image, scale), mean, std)[None]
         if flip:
             x = torch.cat([x, x.flip(-1)])
-        for maps in _activation_maps(model, x.to(device), class_ids, method, levels):
+        for maps in layer_maps(x.to(device)):
             maps = maps[:1] + maps[1:].flip(-1) if flip else maps
             maps = F.interpolate(maps, size=(h, w), mode="bilinear", align_corners=False)[0].cpu()
-            if method == "fullycam":
-                maps = unit_max(maps)
-            total += maps
+            total += unit_max(maps) if unit_layers else maps
     return unit_max(total).numpy()
 
 

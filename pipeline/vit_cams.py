@@ -13,8 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .cams import unit_max
-from .data.transforms import resize, to_tensor
+from .cams import scale_sum
 
 VIT_METHODS = ("getam", "attnfusion")
 
@@ -76,16 +75,5 @@ def vit_multiscale_cam(model, image: np.ndarray, class_ids, scales, flip: bool, 
         raise ValueError(f"ViT CAM method '{method}' is unknown; expected one of {VIT_METHODS}")
     if last_blocks is None:
         last_blocks = model.meta["depth"] - model.meta["start_block"]
-    h, w = image.shape[:2]
-    total = torch.zeros((len(class_ids), h, w))
-    if len(class_ids) == 0:
-        return total.numpy()
-    for scale in scales:
-        x = to_tensor(resize(image, scale), mean, std)[None]
-        if flip:
-            x = torch.cat([x, x.flip(-1)])
-        maps = _vit_maps(model, x.to(device), class_ids, method, last_blocks)
-        maps = maps[:1] + maps[1:].flip(-1) if flip else maps
-        total += F.interpolate(maps, size=(h, w), mode="bilinear", align_corners=False)[0].cpu()
-    total = unit_max(total)
-    return total.numpy()
+    layer_maps = lambda x: [_vit_maps(model, x, class_ids, method, last_blocks)]  # noqa: E731
+    return scale_sum(image, len(class_ids), scales, flip, mean, std, device, layer_maps)

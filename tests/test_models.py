@@ -1,4 +1,3 @@
-import numpy as np
 import pytest
 import torch
 import timm
@@ -26,7 +25,7 @@ def test_offline_weights_fill_the_headless_backbone():
     model = Classifier("tf_efficientnet_lite0", 5, weights="offline")
     reference = timm.create_model("tf_efficientnet_lite0", pretrained=False)
     load_offline_efficientnet_lite0(reference)
-    ours, ref = model.backbone.state_dict(), reference.state_dict()
+    ours, ref = model.backbone.model.state_dict(), reference.state_dict()
     assert all(torch.equal(ours[k], ref[k]) for k in ours)
 
 

@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from pipeline.models.vit_hybrid import ViTHybridClassifier
 from pipeline.vit_cams import attnfusion_map, getam_map, vit_multiscale_cam

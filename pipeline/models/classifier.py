@@ -8,9 +8,8 @@ from __future__ import annotations
 import timm
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from .weights import load_backbone_weights
+from .backbone import Backbone
 
 BACKBONE_NORM = {"tf_efficientnet_lite0": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))}
 
@@ -40,43 +39,17 @@ class Classifier(nn.Module):
         if pooling not in ("gap", "tap"):
             raise ValueError(f"pooling '{pooling}' is unknown; expected 'gap' or 'tap'")
         self.pooling = pooling
-        self.backbone = timm.create_model(backbone, pretrained=weights == "timm", num_classes=0,
-                                          global_pool="", output_stride=output_stride)
-        load_backbone_weights(self.backbone, backbone, weights)
-        self.feature_level = feature_level
-        if feature_level == "last":
-            channels = self.backbone.num_features
-        else:
-            # An earlier level has a smaller receptive field, so its CAM stays near the evidence
-            # on images that are small against the network's receptive field (the demo).
-            levels = len(self.backbone.feature_info)
-            if not 0 <= feature_level < levels:
-                raise ValueError(f"feature_level {feature_level} out of range for '{backbone}' "
-                                 f"(levels 0..{levels - 1} or 'last')")
-            channels = self.backbone.feature_info[feature_level]["num_chs"]
-            self.backbone.prune_intermediate_layers(indices=[feature_level], prune_head=True, prune_norm=True)
-        self.classifier = nn.Conv2d(channels, num_classes, 1, bias=False)
+        self.backbone = Backbone(backbone, weights, output_stride, feature_level)
+        self.classifier = nn.Conv2d(self.backbone.channels, num_classes, 1, bias=False)
         nn.init.kaiming_normal_(self.classifier.weight)
         self.meta = {"backbone": backbone, "num_classes": num_classes, "pooling": pooling,
                      "output_stride": output_stride, "feature_level": feature_level}
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        if self.feature_level == "last":
-            return self.backbone.forward_features(x)
-        return self.backbone.forward_intermediates(x, indices=[self.feature_level], intermediates_only=True)[-1]
+        return self.backbone(x)
 
     def features_and_levels(self, x: torch.Tensor, levels) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """The CAM features and the outputs of earlier feature levels, from one forward pass."""
-        levels = list(levels)
-        if not levels:
-            return self.features(x), []
-        if self.feature_level == "last":
-            return self.backbone.forward_intermediates(x, indices=levels)
-        if max(levels) > self.feature_level:
-            raise ValueError(f"levels {levels} lie beyond the classifier's feature_level {self.feature_level}")
-        wanted = sorted(set(levels) | {self.feature_level})
-        outs = dict(zip(wanted, self.backbone.forward_intermediates(x, indices=wanted, intermediates_only=True)))
-        return outs[self.feature_level], [outs[level] for level in levels]
+        return self.backbone.with_levels(x, levels)
 
     def pool(self, features: torch.Tensor) -> torch.Tensor:
         if self.pooling == "tap":

@@ -14,13 +14,12 @@ path is forced and a forward hook on `attn.attn_drop` keeps the probabilities it
 """
 from __future__ import annotations
 
-import timm
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from timm.models.vision_transformer import Block
 
-from .weights import load_backbone_weights
+from .backbone import Backbone
 
 
 class ViTHybridClassifier(nn.Module):
@@ -30,21 +29,9 @@ class ViTHybridClassifier(nn.Module):
         super().__init__()
         if not 0 <= start_block < depth:
             raise ValueError(f"start_block {start_block} must lie in 0..{depth - 1} (depth {depth})")
-        self.backbone = timm.create_model(backbone, pretrained=weights == "timm", num_classes=0,
-                                          global_pool="", output_stride=output_stride)
-        load_backbone_weights(self.backbone, backbone, weights)
-        self.feature_level = feature_level
-        if feature_level == "last":
-            channels = self.backbone.num_features
-        else:
-            levels = len(self.backbone.feature_info)
-            if not 0 <= feature_level < levels:
-                raise ValueError(f"feature_level {feature_level} out of range for '{backbone}' "
-                                 f"(levels 0..{levels - 1} or 'last')")
-            channels = self.backbone.feature_info[feature_level]["num_chs"]
-            self.backbone.prune_intermediate_layers(indices=[feature_level], prune_head=True, prune_norm=True)
+        self.backbone = Backbone(backbone, weights, output_stride, feature_level)
 
-        self.proj = nn.Conv2d(channels, embed_dim, 1)
+        self.proj = nn.Conv2d(self.backbone.channels, embed_dim, 1)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.cls_pos = nn.Parameter(torch.zeros(1, 1, embed_dim))
         # positions for a base grid, resized to each image's grid (image sizes vary)
@@ -74,9 +61,7 @@ class ViTHybridClassifier(nn.Module):
         self.attentions.append(output)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        if self.feature_level == "last":
-            return self.backbone.forward_features(x)
-        return self.backbone.forward_intermediates(x, indices=[self.feature_level], intermediates_only=True)[-1]
+        return self.backbone(x)
 
     def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         """Image -> tokens (B, 1 + h*w, D) entering the first block, and the patch grid (h, w)."""
