@@ -9,7 +9,8 @@ import sys
 
 sys.path.insert(0, workflow.basedir)
 from pipeline import config as cfgmod
-from pipeline.cams import METHODS as CAM_METHODS
+from pipeline.cams import ALL_METHODS as CAM_METHODS
+from pipeline.vit_cams import VIT_METHODS
 from pipeline.data.voc import VOCDataset
 
 
@@ -25,8 +26,13 @@ DATASETS = list(config["datasets"])
 DEMOS = [d for d in DATASETS if config["datasets"][d]["kind"] == "demo"]
 
 
+# the CNN classifier, and the ViT-hybrid that the ViT methods read; config section of each
+NETS = {"classifier": "classifier", "classifier_vit": "vit_classifier"}
+
+
 wildcard_constraints:
     dataset="|".join(DATASETS),
+    net="|".join(NETS),
     demo="|".join(DEMOS) or "^$",
     method="|".join(CAM_METHODS),
 
@@ -90,18 +96,18 @@ rule train_classifier:
     input:
         dataset_files,
     output:
-        ckpt="results/{dataset}/classifier.pt",
-        report="results/{dataset}/classifier.json",
+        ckpt="results/{dataset}/{net}.pt",
+        report="results/{dataset}/{net}.json",
     params:
         data=lambda wc: dataset_args(wc.dataset),
         train=lambda wc: ds(wc.dataset)["splits"]["classifier"],
         val=lambda wc: ds(wc.dataset)["splits"]["classifier_val"],
-        cfg=lambda wc: stage(wc.dataset, "classifier"),
+        cfg=lambda wc: stage(wc.dataset, NETS[wc.net]),
         device=config["device"],
         seed=config["seed"],
     threads: 2
     log:
-        "results/{dataset}/logs/train_classifier.log",
+        "results/{dataset}/logs/train_{net}.log",
     conda:
         "envs/wsss.yaml"
     shell:
@@ -110,10 +116,15 @@ rule train_classifier:
         " --threads {threads} --out {output.ckpt} --report {output.report} 2>&1 | tee {log}"
 
 
+def classifier_of(wildcards):
+    net = "classifier_vit" if wildcards.method in VIT_METHODS else "classifier"
+    return f"results/{wildcards.dataset}/{net}.pt"
+
+
 rule extract_cams:
     input:
         data=dataset_files,
-        ckpt="results/{dataset}/classifier.pt",
+        ckpt=classifier_of,
     output:
         maps="results/{dataset}/cams/{method}.h5",
         timing="results/{dataset}/cams/{method}.json",

@@ -15,14 +15,15 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from .data.transforms import resize, to_tensor
 from .data.voc import VOCDataset
 from .models.classifier import Classifier
+from .multiscale import scale_sum
 from .store import ArtifactWriter
+from .vit_cams import VIT_METHODS, vit_multiscale_cam
 
 
 METHODS = ("cam", "cam_nwc", "gradcam", "gradcampp", "layercam", "fullycam")
-GRADIENT_METHODS = ("gradcam", "gradcampp", "layercam", "fullycam")
+ALL_METHODS = METHODS + VIT_METHODS   # the ViT ones run on the ViT-hybrid classifier
 
 
 def class_activation(features: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -91,33 +92,6 @@ def multiscale_cam(model: Classifier, image: np.ndarray, class_ids: np.ndarray, 
                      unit_layers=method == "fullycam")
 
 
-def scale_sum(image: np.ndarray, k: int, scales, flip: bool, mean, std, device, layer_maps,
-              unit_layers: bool = False) -> np.ndarray:
-    """The multi-scale + flip protocol shared by every method: layer_maps(x) gives, per layer,
-    maps (B, K, h, w) for the batch [image, flipped image]; each is flipped back, upsampled to
-    the image and added (scaled to max 1 first when unit_layers); the sum is scaled per class
-    to max 1. Returns float32 (K, H, W)."""
-    h, w = image.shape[:2]
-    total = torch.zeros((k, h, w))
-    if k == 0:
-        return total.numpy()
-    for scale in scales:
-        x = to_tensor(resize(image, scale), mean, std)[None]
-        if flip:
-            x = torch.cat([x, x.flip(-1)])
-        for maps in layer_maps(x.to(device)):
-            maps = maps[:1] + maps[1:].flip(-1) if flip else maps
-            maps = F.interpolate(maps, size=(h, w), mode="bilinear", align_corners=False)[0].cpu()
-            total += unit_max(maps) if unit_layers else maps
-    return unit_max(total).numpy()
-
-
-def unit_max(maps: torch.Tensor) -> torch.Tensor:
-    """Each map divided by its own max. The guard is tiny (1e-12): gradient maps are small in
-    absolute terms (a Grad-CAM is the CAM / (h w)), so an additive 1e-5 would bias them."""
-    return maps / maps.flatten(1).max(1).values.clamp(min=1e-12).view(-1, 1, 1)
-
-
 def _as_is(sample):
     return sample  # keep numpy arrays (the default collate would turn them into tensors)
 
@@ -149,8 +123,12 @@ def extract(model: Classifier, meta: dict, voc: VOCDataset, out: str | Path, sca
                             collate_fn=_as_is)
         for image_id, image, class_ids in tqdm(loader, desc=f"{method} maps", total=len(todo)):
             start = time.perf_counter()
-            maps = multiscale_cam(model, image, class_ids, scales, flip, meta["mean"], meta["std"], device,
-                                  method, levels)
+            if method in VIT_METHODS:
+                maps = vit_multiscale_cam(model, image, class_ids, scales, flip, meta["mean"], meta["std"],
+                                          device, method)
+            else:
+                maps = multiscale_cam(model, image, class_ids, scales, flip, meta["mean"], meta["std"],
+                                      device, method, levels)
             seconds += time.perf_counter() - start
             writer.write(image_id, maps, classes=np.asarray(class_ids, np.int64))
     return {"images": len(voc), "computed_now": len(todo),

@@ -67,7 +67,9 @@ def dataset_config(config: dict, dataset: str) -> dict:
 
 
 def stage_config(config: dict, dataset: str, section: str) -> dict:
-    """The section's defaults with the dataset's overrides applied on top."""
-    merged = copy.deepcopy(config[section])
+    """The section's defaults with the dataset's overrides applied on top. The ViT classifier
+    trains like the CNN one: its section is laid over the (overridden) classifier section."""
+    merged = stage_config(config, dataset, "classifier") if section == "vit_classifier" else {}
+    merged.update(copy.deepcopy(config[section]))
     merged.update(dataset_config(config, dataset).get("overrides", {}).get(section, {}))
     return merged

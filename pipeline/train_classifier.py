@@ -21,7 +21,7 @@ from tqdm import tqdm
 from .data.transforms import random_scale_flip_crop, to_tensor
 from .data.voc import VOCDataset
 from .metrics import mean_average_precision
-from .models.classifier import Classifier, normalisation, save_checkpoint
+from .models.classifier import build_classifier, normalisation, save_checkpoint
 
 
 class TrainingDiverged(RuntimeError):
@@ -55,7 +55,7 @@ def poly_lr(base: float, it: int, max_it: int, power: float) -> float:
     return base * (1 - it / max_it) ** power
 
 
-def make_optimizer(model: Classifier, cfg: dict) -> torch.optim.Optimizer:
+def make_optimizer(model: torch.nn.Module, cfg: dict) -> torch.optim.Optimizer:
     groups = [{**g, "lr": cfg["lr"] * g["lr_mult"]} for g in model.param_groups()]
     if cfg["optimizer"] == "sgd":
         return torch.optim.SGD(groups, lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["weight_decay"])
@@ -63,7 +63,7 @@ def make_optimizer(model: Classifier, cfg: dict) -> torch.optim.Optimizer:
 
 
 @torch.no_grad()
-def evaluate_map(model: Classifier, data: ClassificationData, device, desc="val mAP") -> dict:
+def evaluate_map(model: torch.nn.Module, data: ClassificationData, device, desc="val mAP") -> dict:
     """Scores on whole images (one at a time: sizes differ) -> mAP over classes with positives."""
     model.eval()
     scores = []
@@ -91,8 +91,7 @@ def train(train_voc: VOCDataset, val_voc: VOCDataset, cfg: dict, out: str | Path
     torch.manual_seed(seed)
     mean, std = normalisation(cfg["backbone"])
     classes = train_voc.classes
-    model = Classifier(cfg["backbone"], len(classes) - 1, cfg["pooling"], cfg["output_stride"], cfg["weights"],
-                       cfg["feature_level"])
+    model = build_classifier(cfg, len(classes) - 1, cfg["weights"])
     train_data = ClassificationData(train_voc, mean, std, cfg["crop_size"], cfg["scale_range"], seed)
     loader = DataLoader(train_data, batch_size=cfg["batch_size"], shuffle=True, drop_last=True,
                         num_workers=cfg["workers"], persistent_workers=False,

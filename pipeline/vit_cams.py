@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .cams import scale_sum
+from .multiscale import scale_sum
 
 VIT_METHODS = ("getam", "attnfusion")
 

@@ -1,5 +1,5 @@
 """Extract class activation maps into one HDF5 file: python -m stages.extract_cams ..."""
-from pipeline.cams import METHODS, extract
+from pipeline.cams import ALL_METHODS, extract
 from pipeline.data.voc import VOCDataset
 from pipeline.device import resolve_device, set_threads
 from pipeline.models.classifier import load_classifier
@@ -10,7 +10,7 @@ add_dataset(p)
 add_runtime(p)
 p.add_argument("--classifier", required=True, help="checkpoint written by train_classifier")
 p.add_argument("--backbone", default=None, help="expected backbone (config); a mismatch is an error")
-p.add_argument("--method", default="cam", choices=METHODS)
+p.add_argument("--method", default="cam", choices=ALL_METHODS)
 p.add_argument("--cfg", required=True, type=json_arg, help="JSON of the cams config section")
 p.add_argument("--workers", type=int, default=1)
 p.add_argument("--out", required=True, help="HDF5 output")

@@ -72,7 +72,17 @@ def save_checkpoint(model: Classifier, path, **extra_meta) -> None:
     torch.save({"state_dict": model.state_dict(), "meta": {**model.meta, **extra_meta}}, path)
 
 
-def load_classifier(path, expected_backbone: str | None = None) -> tuple[Classifier, dict]:
+def build_classifier(cfg: dict, num_classes: int, weights: str = "none") -> nn.Module:
+    """The CNN classifier, or the ViT-hybrid when cfg['kind'] says so (the ViT methods' model)."""
+    if cfg.get("kind", "cnn") == "vit_hybrid":
+        from .vit_hybrid import ViTHybridClassifier
+        return ViTHybridClassifier(cfg["backbone"], num_classes, cfg["embed_dim"], cfg["depth"], cfg["heads"],
+                                   cfg["start_block"], cfg["output_stride"], weights, cfg["feature_level"])
+    return Classifier(cfg["backbone"], num_classes, cfg["pooling"], cfg["output_stride"], weights,
+                      cfg["feature_level"])
+
+
+def load_classifier(path, expected_backbone: str | None = None) -> tuple[nn.Module, dict]:
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(ckpt, dict) or "meta" not in ckpt or "state_dict" not in ckpt:
         raise ValueError(f"{path} is not a classifier checkpoint of this project (no 'meta'/'state_dict')")
@@ -80,7 +90,6 @@ def load_classifier(path, expected_backbone: str | None = None) -> tuple[Classif
     if expected_backbone and meta["backbone"] != expected_backbone:
         raise ValueError(f"{path} was trained with backbone '{meta['backbone']}', but config asks for "
                          f"'{expected_backbone}'; retrain the classifier or fix classifier.backbone")
-    model = Classifier(meta["backbone"], meta["num_classes"], meta["pooling"], meta["output_stride"],
-                       feature_level=meta.get("feature_level", "last"))
+    model = build_classifier(meta, meta["num_classes"])
     model.load_state_dict(ckpt["state_dict"])
     return model, meta
