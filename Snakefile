@@ -20,8 +20,9 @@ configfile: f"{workflow.basedir}/config.yaml"
 cfgmod.validate(config)
 
 # `python` in the rules is the interpreter that runs Snakemake (the project's venv), even
-# when the venv is not activated.
-shell.prefix(f'export PATH="{os.path.dirname(sys.executable)}:$PATH"; ')
+# when the venv is not activated. A prefix replaces Snakemake's default strict mode, so it is
+# restated: without pipefail, a failing stage piped into tee would count as a success.
+shell.prefix(f'set -euo pipefail; export PATH="{os.path.dirname(sys.executable)}:$PATH"; ')
 DATASETS = list(config["datasets"])
 DEMOS = [d for d in DATASETS if config["datasets"][d]["kind"] == "demo"]
 

@@ -67,3 +67,19 @@ def test_earlier_feature_level_is_the_network_cut_after_that_stage():
     assert torch.allclose(got, expected, atol=1e-5)
     with pytest.raises(ValueError, match="feature_level 9"):
         Classifier("tf_efficientnet_lite0", 5, feature_level=9)
+
+
+def test_vit_hybrid_checkpoint_loads_back_as_a_vit(tmp_path):
+    from pipeline.models.classifier import build_classifier
+    from pipeline.models.vit_hybrid import ViTHybridClassifier
+
+    cfg = {"kind": "vit_hybrid", "backbone": "tf_efficientnet_lite0", "embed_dim": 16, "depth": 2, "heads": 2,
+           "start_block": 1, "output_stride": 16, "feature_level": 2}
+    model = build_classifier(cfg, 3).eval()
+    path = tmp_path / "classifier_vit.pt"
+    save_checkpoint(model, path, classes=["background", "a", "b", "c"], mean=[0.5] * 3, std=[0.5] * 3)
+    loaded, meta = load_classifier(path, "tf_efficientnet_lite0")
+    assert isinstance(loaded, ViTHybridClassifier) and meta["kind"] == "vit_hybrid"
+    x = torch.randn(1, 3, 64, 80)
+    with torch.no_grad():
+        assert torch.allclose(loaded.eval()(x), model(x))

@@ -61,3 +61,23 @@ def test_slice_runs_on_a_voc_format_fixture(tmp_path, tiny_voc):
             assert maps.dtype == np.float16 and maps.shape[0] == len(classes) >= 1
             assert np.allclose(maps.reshape(len(classes), -1).max(1), 1.0, atol=1e-2)
     assert not list((tmp_path / "results").rglob("*.partial"))
+
+
+def test_a_failing_stage_fails_the_rule(tmp_path):
+    # The rules pipe each stage into tee; with the shell prefix's pipefail the stage's own error
+    # fails the job, not only the missing output found afterwards.
+    data = tmp_path / "VOC"
+    for sub in ("JPEGImages", "Annotations", "SegmentationClass", "ImageSets/Segmentation"):
+        (data / sub).mkdir(parents=True)
+    for split in ("train", "val"):
+        (data / "ImageSets/Segmentation" / f"{split}.txt").write_text("img\n")
+    for sub, ext in (("JPEGImages", "jpg"), ("Annotations", "xml"), ("SegmentationClass", "png")):
+        (data / sub / f"img.{ext}").write_bytes(b"")   # present but unreadable
+    cfg = tmp_path / "fixture.yaml"
+    cfg.write_text(yaml.safe_dump({"datasets": {"voc": {"root": str(data), "splits": {
+        "classifier": "train", "classifier_val": "val", "cams": "train", "seeds": "train", "val": "val"}}}}))
+    run = snakemake("--cores", "1", "results/voc/classifier.pt", "--configfile", str(cfg), cwd=tmp_path, timeout=120)
+    out = run.stdout + run.stderr
+    assert run.returncode != 0
+    assert "Error in rule train_classifier" in out and "img.xml" in out
+    assert "MissingOutputException" not in out

@@ -91,5 +91,9 @@ def load_classifier(path, expected_backbone: str | None = None) -> tuple[nn.Modu
         raise ValueError(f"{path} was trained with backbone '{meta['backbone']}', but config asks for "
                          f"'{expected_backbone}'; retrain the classifier or fix classifier.backbone")
     model = build_classifier(meta, meta["num_classes"])
-    model.load_state_dict(ckpt["state_dict"])
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as exc:
+        raise ValueError(f"{path} does not fit the model its metadata describes ({str(exc).splitlines()[0]}); "
+                         "it was written by another version of this project: retrain the classifier") from exc
     return model, meta
