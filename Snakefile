@@ -117,9 +117,12 @@ rule train_classifier:
         " --threads {threads} --out {output.ckpt} --report {output.report} 2>&1 | tee {log}"
 
 
+def net_of(method):
+    return "classifier_vit" if method in VIT_METHODS else "classifier"
+
+
 def classifier_of(wildcards):
-    net = "classifier_vit" if wildcards.method in VIT_METHODS else "classifier"
-    return f"results/{wildcards.dataset}/{net}.pt"
+    return f"results/{wildcards.dataset}/{net_of(wildcards.method)}.pt"
 
 
 rule extract_cams:
@@ -133,7 +136,7 @@ rule extract_cams:
         data=lambda wc: dataset_args(wc.dataset),
         split=lambda wc: ds(wc.dataset)["splits"]["cams"],
         cfg=lambda wc: stage(wc.dataset, "cams"),
-        backbone=lambda wc: cfgmod.stage_config(config, wc.dataset, "classifier")["backbone"],
+        backbone=lambda wc: cfgmod.stage_config(config, wc.dataset, NETS[net_of(wc.method)])["backbone"],
         device=config["device"],
     threads: 2
     log:

@@ -119,3 +119,26 @@ def test_param_groups_and_meta():
     assert model.meta["kind"] == "vit_hybrid" and model.meta["start_block"] == 1
     with pytest.raises(ValueError, match="start_block"):
         ViTHybridClassifier("tf_efficientnet_lite0", 3, depth=2, start_block=2)
+
+
+def test_plain_vit_gives_maps_and_roundtrips(tmp_path):
+    from pipeline.models.classifier import build_classifier, load_classifier, save_checkpoint
+    from pipeline.models.vit_plain import PlainViTClassifier
+
+    cfg = {"kind": "vit", "backbone": "deit_tiny_patch16_224", "start_block": 9}
+    model = build_classifier(cfg, 4).eval()
+    assert isinstance(model, PlainViTClassifier) and model.meta["depth"] == 12
+    image = np.random.default_rng(5).integers(0, 256, size=(50, 70, 3)).astype(np.uint8)
+    for method in ("getam", "attnfusion"):
+        maps = vit_multiscale_cam(model, image, np.array([2, 4]), [1.0], True, (0.5,) * 3, (0.5,) * 3, "cpu", method)
+        assert maps.shape == (2, 50, 70)
+        np.testing.assert_allclose(maps.reshape(2, -1).max(1), 1.0, atol=1e-5)
+    assert len(model.attentions) == 12 and model.attentions[0].shape[-1] == 1 + 4 * 5  # 50x70 padded to 64x80
+    path = tmp_path / "vit.pt"
+    save_checkpoint(model, path, classes=["background", "a", "b", "c", "d"], mean=[0.5] * 3, std=[0.5] * 3)
+    loaded, meta = load_classifier(path, "deit_tiny_patch16_224")
+    x = torch.randn(1, 3, 48, 48)
+    with torch.no_grad():
+        assert torch.allclose(loaded.eval()(x), model(x), atol=1e-6)
+    with pytest.raises(ValueError, match="two prefix tokens"):
+        PlainViTClassifier("deit_tiny_distilled_patch16_224", 4)

@@ -73,11 +73,15 @@ def save_checkpoint(model: Classifier, path, **extra_meta) -> None:
 
 
 def build_classifier(cfg: dict, num_classes: int, weights: str = "none") -> nn.Module:
-    """The CNN classifier, or the ViT-hybrid when cfg['kind'] says so (the ViT methods' model)."""
-    if cfg.get("kind", "cnn") == "vit_hybrid":
+    """The CNN classifier, or for the ViT methods the ViT-hybrid or a plain timm ViT (cfg['kind'])."""
+    kind = cfg.get("kind", "cnn")
+    if kind == "vit_hybrid":
         from .vit_hybrid import ViTHybridClassifier
         return ViTHybridClassifier(cfg["backbone"], num_classes, cfg["embed_dim"], cfg["depth"], cfg["heads"],
                                    cfg["start_block"], cfg["output_stride"], weights, cfg["feature_level"])
+    if kind == "vit":
+        from .vit_plain import PlainViTClassifier
+        return PlainViTClassifier(cfg["backbone"], num_classes, cfg["start_block"], weights)
     return Classifier(cfg["backbone"], num_classes, cfg["pooling"], cfg["output_stride"], weights,
                       cfg["feature_level"])
 
