@@ -20,6 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.cams import METHODS, _activation_maps  # noqa: E402
 from pipeline.models.classifier import Classifier  # noqa: E402
+from pipeline.models.vit_hybrid import ViTHybridClassifier  # noqa: E402
+from pipeline.vit_cams import VIT_METHODS, _vit_maps  # noqa: E402
 
 
 def median_seconds(fn, repeats):
@@ -56,6 +58,19 @@ def main():
         levels = (2, 3) if method == "fullycam" else ()
         t = median_seconds(lambda: _activation_maps(model, x, class_ids, method, levels), args.repeats)
         print(f"{method:<18} {t * 1000:8.1f} ms  {t / baseline:.2f}x")
+
+    # the ViT methods, against forward + backward of their own network (the config's ViT-hybrid)
+    vit = ViTHybridClassifier("tf_efficientnet_lite0", 20, weights="offline").eval()
+
+    def vit_forward_backward():
+        vit.zero_grad(set_to_none=True)
+        vit(x)[:, 0].sum().backward()
+
+    vit_baseline = median_seconds(vit_forward_backward, args.repeats)
+    print(f"ViT-hybrid (6 blocks, 192 wide): {'forward+backward':<18} {vit_baseline * 1000:8.1f} ms  1.00x")
+    for method in VIT_METHODS:
+        t = median_seconds(lambda: _vit_maps(vit, x, class_ids, method, 3), args.repeats)
+        print(f"{method:<18} {t * 1000:8.1f} ms  {t / vit_baseline:.2f}x")
 
 
 if __name__ == "__main__":
