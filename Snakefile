@@ -47,8 +47,11 @@ def root(dataset):
     return f"results/{dataset}/data" if ds(dataset)["kind"] == "demo" else ds(dataset)["root"]
 
 
-def stage(dataset, section):
-    return json.dumps(cfgmod.stage_config(config, dataset, section), sort_keys=True)
+def stage(dataset, section, keys=None):
+    """A stage's settings as JSON; `keys` limits them to what the stage reads, so a change
+    elsewhere in the section (e.g. the list of methods) does not rerun it."""
+    cfg = cfgmod.stage_config(config, dataset, section)
+    return json.dumps({k: cfg[k] for k in keys} if keys else cfg, sort_keys=True)
 
 
 def dataset_files(wildcards):
@@ -135,7 +138,7 @@ rule extract_cams:
     params:
         data=lambda wc: dataset_args(wc.dataset),
         split=lambda wc: ds(wc.dataset)["splits"]["cams"],
-        cfg=lambda wc: stage(wc.dataset, "cams"),
+        cfg=lambda wc: stage(wc.dataset, "cams", ("scales", "flip", "fullycam_levels")),
         backbone=lambda wc: cfgmod.stage_config(config, wc.dataset, NETS[net_of(wc.method)])["backbone"],
         device=config["device"],
     threads: 2
