@@ -52,10 +52,9 @@ def _as_map(cam: np.ndarray) -> np.ndarray:
     return cam
 
 
-def _box_at(cam: np.ndarray, reference: float, threshold: float) -> BoxTuple | None:
-    if cam.size == 0 or not np.any(cam > 0):
-        return None  # an all-zero map localises nothing (t would be 0 and take every pixel)
-    return _largest_component_box(cam >= threshold * reference)
+def _localises(cam: np.ndarray) -> bool:
+    # an all-zero map localises nothing (t would be 0 and take every pixel)
+    return cam.size > 0 and bool(np.any(cam > 0))
 
 
 def box_from_map(cam: np.ndarray, threshold: float, mode: str) -> BoxTuple | None:
@@ -64,9 +63,9 @@ def box_from_map(cam: np.ndarray, threshold: float, mode: str) -> BoxTuple | Non
     percentile of cam ("pas"). A "pas" reference of 0 (most of the map is zero) gives t = 0,
     i.e. the whole image, as the protocol literally says."""
     cam = _as_map(cam)
-    if cam.size == 0:
+    if not _localises(cam):
         return None
-    return _box_at(cam, _reference(cam, mode), threshold)
+    return _largest_component_box(cam >= threshold * _reference(cam, mode))
 
 
 def box_iou(a, b) -> float:
@@ -114,11 +113,11 @@ def evaluate(cams: ArtifactReader, voc: VOCDataset, thresholds: list[float], mod
         for cam, class_id in zip(maps, class_ids):
             pairs += 1
             targets = gt.get(int(class_id), [])
-            if not targets:
+            if not targets or not _localises(cam):
                 continue
             reference = _reference(cam, mode)
             for i, t in enumerate(grid):
-                box = _box_at(cam, reference, t)
+                box = _largest_component_box(cam >= t * reference)
                 if box is not None and any(box_iou(box, g) >= iou for g in targets):
                     correct[i] += 1
     if pairs == 0:

@@ -14,13 +14,21 @@ def sweep_values(start: float, stop: float, step: float) -> list[float]:
     return [round(start + i * step, 6) for i in range(count)]
 
 
-def seed_label(maps: np.ndarray, class_ids: np.ndarray, threshold: float) -> np.ndarray:
-    """argmax over [threshold, maps]; background wins ties, as the first entry of the argmax."""
+def peak_labels(maps: np.ndarray, class_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per pixel, the highest class score and that class's id: all a threshold needs, so a
+    sweep computes the argmax once per image, not once per threshold."""
     if len(class_ids) == 0:
-        return np.zeros(maps.shape[1:], np.uint8)
-    best = maps.argmax(0)
-    fg = maps.max(0) > threshold
-    return np.where(fg, np.asarray(class_ids, np.uint8)[best], 0).astype(np.uint8)
+        return np.zeros(maps.shape[1:], np.float32), np.zeros(maps.shape[1:], np.uint8)
+    return maps.max(0), np.asarray(class_ids, np.uint8)[maps.argmax(0)]
+
+
+def threshold_peaks(peak: np.ndarray, label: np.ndarray, threshold: float) -> np.ndarray:
+    """argmax over [threshold, maps]; background wins ties, as the first entry of the argmax."""
+    return np.where(peak > threshold, label, 0).astype(np.uint8)
+
+
+def seed_label(maps: np.ndarray, class_ids: np.ndarray, threshold: float) -> np.ndarray:
+    return threshold_peaks(*peak_labels(maps, class_ids), threshold)
 
 
 def evaluate(cams: ArtifactReader, voc: VOCDataset, threshold: float, sweep: list[float]) -> dict:
@@ -37,8 +45,9 @@ def evaluate(cams: ArtifactReader, voc: VOCDataset, threshold: float, sweep: lis
         if gt.shape != maps.shape[1:]:
             raise ValueError(f"CAM of '{image_id}' is {maps.shape[1:]}, its mask {voc.mask_path(image_id)} "
                              f"is {gt.shape}")
+        peak, label = peak_labels(maps, class_ids)
         for t in thresholds:
-            acc[t].add(gt, seed_label(maps, class_ids, t))
+            acc[t].add(gt, threshold_peaks(peak, label, t))
     result = scores(acc[threshold].matrix, voc.classes)
     curve = []
     for t in thresholds:
