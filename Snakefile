@@ -79,6 +79,8 @@ def dataset_args(dataset):
 rule all:
     input:
         "results/demo/seeds/summary.json",
+        "results/demo/rw/cam.json",
+        "results/demo/rw/gradcam.json",
 
 
 rule make_demo:
@@ -189,6 +191,118 @@ rule evaluate_boxes:
     shell:
         "python -m stages.evaluate_boxes {params.data} --split {params.split} --cams {input.cams}"
         " --method {wildcards.method} --cfg '{params.cfg}' --out {output} 2>&1 | tee {log}"
+
+
+LABEL_KEYS = ("alpha_low", "alpha_high", "crf")
+
+
+rule affinity_labels:
+    input:
+        data=dataset_files,
+        cams="results/{dataset}/cams/{method}.h5",
+    output:
+        labels="results/{dataset}/affinity/{method}_labels.h5",
+        report="results/{dataset}/affinity/{method}_labels.json",
+    params:
+        data=lambda wc: dataset_args(wc.dataset),
+        split=lambda wc: ds(wc.dataset)["splits"]["cams"],
+        eval_split=lambda wc: ds(wc.dataset)["splits"]["seeds"],
+        cfg=lambda wc: stage(wc.dataset, "affinity", LABEL_KEYS),
+    threads: 2
+    log:
+        "results/{dataset}/logs/affinity_labels_{method}.log",
+    conda:
+        "envs/wsss.yaml"
+    shell:
+        "python -m stages.affinity_labels {params.data} --split {params.split} --eval-split {params.eval_split}"
+        " --cams {input.cams} --cfg '{params.cfg}' --workers {threads} --out {output.labels}"
+        " --report {output.report} 2>&1 | tee {log}"
+
+
+def affinity_training(dataset):
+    cfg = cfgmod.stage_config(config, dataset, "affinity")
+    return json.dumps({k: v for k, v in cfg.items() if k not in LABEL_KEYS}, sort_keys=True)
+
+
+rule train_affinity:
+    input:
+        data=dataset_files,
+        labels="results/{dataset}/affinity/{method}_labels.h5",
+    output:
+        ckpt="results/{dataset}/affinity/{method}.pt",
+        report="results/{dataset}/affinity/{method}.json",
+    params:
+        data=lambda wc: dataset_args(wc.dataset),
+        split=lambda wc: ds(wc.dataset)["splits"]["cams"],
+        cfg=lambda wc: affinity_training(wc.dataset),
+        device=config["device"],
+        seed=config["seed"],
+    threads: 2
+    log:
+        "results/{dataset}/logs/train_affinity_{method}.log",
+    conda:
+        "envs/wsss.yaml"
+    shell:
+        "python -m stages.train_affinity {params.data} --split {params.split} --labels {input.labels}"
+        " --cfg '{params.cfg}' --device {params.device} --seed {params.seed} --threads {threads}"
+        " --out {output.ckpt} --report {output.report} 2>&1 | tee {log}"
+
+
+rule propagate:
+    input:
+        data=dataset_files,
+        cams="results/{dataset}/cams/{method}.h5",
+        affinity="results/{dataset}/affinity/{method}.pt",
+    output:
+        maps="results/{dataset}/rw/{method}.h5",
+        report="results/{dataset}/rw/{method}.json",
+    params:
+        data=lambda wc: dataset_args(wc.dataset),
+        split=lambda wc: ds(wc.dataset)["splits"]["cams"],
+        eval_split=lambda wc: ds(wc.dataset)["splits"]["seeds"],
+        cfg=lambda wc: stage(wc.dataset, "random_walk"),
+        backbone=lambda wc: cfgmod.stage_config(config, wc.dataset, "affinity")["backbone"],
+        device=config["device"],
+    threads: 2
+    log:
+        "results/{dataset}/logs/propagate_{method}.log",
+    conda:
+        "envs/wsss.yaml"
+    shell:
+        "python -m stages.propagate {params.data} --split {params.split} --eval-split {params.eval_split}"
+        " --cams {input.cams} --affinity {input.affinity} --backbone {params.backbone}"
+        " --method {wildcards.method} --cfg '{params.cfg}' --device {params.device} --threads {threads}"
+        " --out {output.maps} --report {output.report} 2>&1 | tee {log}"
+
+
+def refine_source(wildcards):
+    source = cfgmod.stage_config(config, wildcards.dataset, "refine")["source"]
+    return f"results/{wildcards.dataset}/{source}/{wildcards.method}.h5"
+
+
+rule refine:
+    input:
+        data=dataset_files,
+        maps=refine_source,
+    output:
+        labels="results/{dataset}/pseudo/{method}.h5",
+        report="results/{dataset}/pseudo/{method}.json",
+    params:
+        data=lambda wc: dataset_args(wc.dataset),
+        split=lambda wc: ds(wc.dataset)["splits"]["cams"],
+        eval_split=lambda wc: ds(wc.dataset)["splits"]["seeds"],
+        cfg=lambda wc: stage(wc.dataset, "refine"),
+        source=lambda wc: cfgmod.stage_config(config, wc.dataset, "refine")["source"],
+        bg=lambda wc: cfgmod.stage_config(config, wc.dataset, "seeds")["bg_threshold"],
+    threads: 2
+    log:
+        "results/{dataset}/logs/refine_{method}.log",
+    conda:
+        "envs/wsss.yaml"
+    shell:
+        "python -m stages.refine {params.data} --split {params.split} --eval-split {params.eval_split}"
+        " --maps {input.maps} --source {params.source} --method {wildcards.method} --bg-threshold {params.bg}"
+        " --cfg '{params.cfg}' --workers {threads} --out {output.labels} --report {output.report} 2>&1 | tee {log}"
 
 
 def per_method(pattern):

@@ -48,6 +48,14 @@ def validate(config: dict) -> dict:
             raise ConfigError(f"config key 'datasets.{name}.root' is required for kind 'voc'")
         if len(set(ds["classes"])) != len(ds["classes"]):
             raise ConfigError(f"config key 'datasets.{name}.classes' has duplicate names")
+        affinity = stage_config(config, name, "affinity")
+        if len(affinity["levels"]) != len(affinity["dims"]) or affinity["levels"] != sorted(set(affinity["levels"])):
+            raise ConfigError(f"config keys 'affinity.levels' {affinity['levels']} and 'affinity.dims' "
+                              f"{affinity['dims']} (dataset '{name}'): levels must increase, one dim per level")
+        steps = stage_config(config, name, "refine")["steps"]
+        if "saliency" in steps[:-1]:
+            raise ConfigError(f"config key 'refine.steps' {steps} (dataset '{name}'): saliency gives labels, "
+                              "not maps, so it must be the last step")
     return config
 
 

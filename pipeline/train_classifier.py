@@ -7,9 +7,7 @@ leaves that last good checkpoint in place.
 from __future__ import annotations
 
 import json
-import math
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +20,7 @@ from .data.transforms import random_scale_flip_crop, to_tensor
 from .data.voc import VOCDataset
 from .metrics import mean_average_precision
 from .models.classifier import build_classifier, normalisation, save_checkpoint
-
-
-class TrainingDiverged(RuntimeError):
-    pass
+from .training import TrainingDiverged, fit  # noqa: F401  (TrainingDiverged: part of this module's API)
 
 
 class ClassificationData(Dataset):
@@ -51,17 +46,6 @@ def classification_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Te
     return F.multilabel_soft_margin_loss(logits, targets)
 
 
-def poly_lr(base: float, it: int, max_it: int, power: float) -> float:
-    return base * (1 - it / max_it) ** power
-
-
-def make_optimizer(model: torch.nn.Module, cfg: dict) -> torch.optim.Optimizer:
-    groups = [{**g, "lr": cfg["lr"] * g["lr_mult"]} for g in model.param_groups()]
-    if cfg["optimizer"] == "sgd":
-        return torch.optim.SGD(groups, lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["weight_decay"])
-    return torch.optim.AdamW(groups, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
-
-
 @torch.no_grad()
 def evaluate_map(model: torch.nn.Module, data: ClassificationData, device, desc="val mAP") -> dict:
     """Scores on whole images (one at a time: sizes differ) -> mAP over classes with positives."""
@@ -74,14 +58,9 @@ def evaluate_map(model: torch.nn.Module, data: ClassificationData, device, desc=
     return {"map": mAP, "ap_per_class": per_class}
 
 
-def _resume_state(partial: Path, settings: dict):
-    if not partial.exists():
-        return None
-    state = torch.load(partial, map_location="cpu", weights_only=True)
-    if state.get("settings") != settings:
-        warnings.warn(f"{partial} was written with other settings; training starts over")
-        return None
-    return state
+def _batch_loss(model, batch, device) -> torch.Tensor:
+    x, y = batch
+    return classification_loss(model(x.to(device)), y.to(device))
 
 
 def train(train_voc: VOCDataset, val_voc: VOCDataset, cfg: dict, out: str | Path, device,
@@ -96,44 +75,10 @@ def train(train_voc: VOCDataset, val_voc: VOCDataset, cfg: dict, out: str | Path
     loader = DataLoader(train_data, batch_size=cfg["batch_size"], shuffle=True, drop_last=True,
                         num_workers=cfg["workers"], persistent_workers=False,
                         generator=torch.Generator().manual_seed(seed))
-    if len(loader) == 0:
-        raise ValueError(f"split '{train_voc.split}' has {len(train_data)} images, fewer than "
-                         f"classifier.batch_size = {cfg['batch_size']}")
-    optimizer = make_optimizer(model, cfg)
     settings = {"cfg": json.dumps(cfg, sort_keys=True), "classes": classes, "n_train": len(train_data)}
-    history, start_epoch = [], 0
-    state = _resume_state(partial, settings)
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        history, start_epoch = json.loads(state["history"]), state["epoch"]
-        print(f"resuming classifier training from {partial} after epoch {start_epoch}")
-    model.to(device)
-
-    max_it = cfg["epochs"] * len(loader)
-    for epoch in range(start_epoch, cfg["epochs"]):
-        model.train()
-        train_data.epoch = epoch
-        losses = []
-        bar = tqdm(loader, desc=f"classifier epoch {epoch + 1}/{cfg['epochs']}")
-        for step, (x, y) in enumerate(bar):
-            it = epoch * len(loader) + step
-            for group in optimizer.param_groups:
-                group["lr"] = poly_lr(cfg["lr"], it, max_it, cfg["poly_power"]) * group["lr_mult"]
-            loss = classification_loss(model(x.to(device)), y.to(device))
-            if not math.isfinite(loss.item()):
-                kept = f"the last good checkpoint (after epoch {epoch}) is kept at {partial}" if partial.exists() \
-                    else "no epoch had completed, so no checkpoint was kept"
-                raise TrainingDiverged(f"classifier loss became {loss.item()} at epoch {epoch + 1}, iteration "
-                                       f"{step + 1}; lower classifier.lr (now {cfg['lr']}). {kept}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
-        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses))})
-        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
-                    "history": json.dumps(history), "settings": settings}, partial)
+    section = "classifier" if cfg.get("kind", "cnn") == "cnn" else "vit_classifier"
+    history = fit(model, loader, _batch_loss, cfg, partial, settings, device, section,
+                  on_epoch=lambda epoch: setattr(train_data, "epoch", epoch))
 
     val_data = ClassificationData(val_voc, mean, std, None, None, seed)
     result = evaluate_map(model.to(device), val_data, device)

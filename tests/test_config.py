@@ -29,6 +29,12 @@ def _broken(edit):
     (lambda c: c["datasets"]["voc"].update(kind="coco"), "config key 'datasets.voc.kind'"),
     (lambda c: c["datasets"]["voc"].pop("root"), "datasets.voc.root"),
     (lambda c: c.update(device="tpu"), "config key 'device'"),
+    (lambda c: c["affinity"]["crf"].pop("bilateral_srgb"), "config key 'affinity.crf.bilateral_srgb' is missing"),
+    (lambda c: c["random_walk"].update(logt=2.5), "config key 'random_walk.logt'"),
+    (lambda c: c["affinity"].update(dims=[64, 128]), "'affinity.levels' [2, 3, 4] and 'affinity.dims' [64, 128]"),
+    (lambda c: c["refine"].update(steps=["crf", "densecrf"]), "config key 'refine.steps.1'"),
+    (lambda c: c["refine"]["crf_label"].update(gt_prob=1.5), "config key 'refine.crf_label.gt_prob'"),
+    (lambda c: c["refine"].update(steps=["saliency", "crf"]), "saliency gives labels, not maps"),
 ])
 def test_config_errors_name_the_key(edit, message):
     with pytest.raises(cfgmod.ConfigError) as err:

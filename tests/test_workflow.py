@@ -35,10 +35,13 @@ def test_slice_runs_on_a_voc_format_fixture(tmp_path, tiny_voc):
         "root": str(tiny_voc), "classes": DEMO_CLASSES,
         "splits": {"classifier": "train", "classifier_val": "val", "cams": "train", "seeds": "train", "val": "val"},
         "overrides": {"classifier": {"epochs": 1, "batch_size": 4, "crop_size": 48, "workers": 0},
-                      "cams": {"scales": [1.0, 0.5]}}}}}
+                      "cams": {"scales": [1.0, 0.5]},
+                      "affinity": {"levels": [1, 2], "dims": [8, 8], "stride": 4, "crop_size": 48, "epochs": 1,
+                                   "batch_size": 4, "workers": 0}}}}}
     cfg = tmp_path / "fixture.yaml"
     cfg.write_text(yaml.safe_dump(overrides))
-    run = snakemake("--cores", "2", "results/voc/seeds/summary.json", "--configfile", str(cfg), cwd=tmp_path)
+    run = snakemake("--cores", "2", "results/voc/seeds/summary.json", "results/voc/pseudo/cam.json",
+                    "--configfile", str(cfg), cwd=tmp_path)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
 
     summary = json.loads((tmp_path / "results/voc/seeds/summary.json").read_text())
@@ -60,6 +63,20 @@ def test_slice_runs_on_a_voc_format_fixture(tmp_path, tiny_voc):
             maps, classes = f[key][()], f[key].attrs["classes"]
             assert maps.dtype == np.float16 and maps.shape[0] == len(classes) >= 1
             assert np.allclose(maps.reshape(len(classes), -1).max(1), 1.0, atol=1e-2)
+    rw = json.loads((tmp_path / "results/voc/rw/cam.json").read_text())
+    assert rw["images"] == 10 and rw["split"] == "train" and 0.0 <= rw["miou"] <= 1.0
+    with h5py.File(tmp_path / "results/voc/rw/cam.h5", "r") as rw_maps, \
+            h5py.File(tmp_path / "results/voc/cams/cam.h5", "r") as cams:
+        for key in cams:   # background first, then the CAM's classes, at the image's size
+            assert list(rw_maps[key].attrs["classes"]) == [0, *cams[key].attrs["classes"]]
+            assert rw_maps[key].shape == (1 + cams[key].shape[0], *cams[key].shape[1:])
+    pseudo = json.loads((tmp_path / "results/voc/pseudo/cam.json").read_text())
+    assert [row["step"] for row in pseudo["ladder"]] == ["rw", "rw+pamr", "rw+pamr+crf"]
+    assert pseudo["ladder"][0]["miou"] == rw["miou"] and pseudo["skipped"] == []
+    with h5py.File(tmp_path / "results/voc/pseudo/cam.h5", "r") as labels:
+        assert len(labels) == 10 and all(labels[k].dtype == np.uint8 for k in labels)
+    with h5py.File(tmp_path / "results/voc/affinity/cam_labels.h5", "r") as labels:
+        assert len(labels) == 10 and all(labels[k].dtype == np.uint8 for k in labels)
     assert not list((tmp_path / "results").rglob("*.partial"))
 
 

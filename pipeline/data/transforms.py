@@ -19,15 +19,25 @@ def resize(image: np.ndarray, scale: float) -> np.ndarray:
 
 
 def random_scale_flip_crop(image: np.ndarray, rng: np.random.Generator, scale_range, crop: int,
-                           fill: tuple) -> np.ndarray:
-    """The classifier's augmentation: random rescale, horizontal flip, random crop (padded with fill)."""
-    image = resize(image, rng.uniform(*scale_range))
+                           fill: tuple, label: np.ndarray | None = None):
+    """The training augmentation: random rescale, horizontal flip, random crop (padded with fill).
+    With a label map (H, W), the same transform is applied to it (nearest neighbour, padded with
+    255 = ignore) and (image, label) is returned."""
+    scale = rng.uniform(*scale_range)
+    image = resize(image, scale)
+    if label is not None:
+        label = cv2.resize(label, image.shape[1::-1], interpolation=cv2.INTER_NEAREST)
     if rng.random() < 0.5:
         image = image[:, ::-1]
+        label = label[:, ::-1] if label is not None else None
     h, w = image.shape[:2]
     canvas = np.empty((max(h, crop), max(w, crop), 3), np.uint8)
     canvas[:] = fill
     oy, ox = rng.integers(0, canvas.shape[0] - h + 1), rng.integers(0, canvas.shape[1] - w + 1)
     canvas[oy:oy + h, ox:ox + w] = image
     y, x = rng.integers(0, canvas.shape[0] - crop + 1), rng.integers(0, canvas.shape[1] - crop + 1)
-    return canvas[y:y + crop, x:x + crop]
+    if label is None:
+        return canvas[y:y + crop, x:x + crop]
+    label_canvas = np.full(canvas.shape[:2], 255, np.uint8)
+    label_canvas[oy:oy + h, ox:ox + w] = label
+    return canvas[y:y + crop, x:x + crop], label_canvas[y:y + crop, x:x + crop]

@@ -1,0 +1,81 @@
+"""Cost of the refinements on VOC-sized images (500 x 375), and how the CRF stage scales.
+
+1. Seconds per image of the softmax CRF, the label CRF and PAMR (10 iterations, dilations
+   1..24), on a 500 x 375 image with 3 maps; median of 5.
+2. Images per second of the refine stage (CRF only) over 24 demo-generated 500 x 375 images,
+   with 1 and with 2 worker processes; the ratio shows whether it scales with workers.
+Run from the repo root:  python benchmarks/bench_refine.py
+"""
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipeline.crf import crf_labels, crf_softmax  # noqa: E402
+from pipeline.data import demo  # noqa: E402
+from pipeline.data.voc import VOCDataset  # noqa: E402
+from pipeline.pamr import pamr  # noqa: E402
+from pipeline.refine import refine  # noqa: E402
+from pipeline.store import ArtifactReader, ArtifactWriter  # noqa: E402
+
+CLASSES = ["background", "ruby", "jade", "amber", "cobalt", "violet"]
+CFG = {"steps": ["crf"], "crf_mode": "softmax", "crf_softmax": {"iterations": 10, "gaussian_sxy": 3,
+       "gaussian_compat": 3, "bilateral_sxy": 80, "bilateral_srgb": 13, "bilateral_compat": 10},
+       "crf_label": {"gt_prob": 0.7, "iterations": 10, "gaussian_sxy": 3, "gaussian_compat": 3,
+                     "bilateral_sxy": 50, "bilateral_srgb": 5, "bilateral_compat": 10},
+       "pamr": {"iterations": 10, "dilations": [1, 2, 4, 8, 12, 24], "temperature": 0.1},
+       "saliency": {"dir": None, "percentile": 90}}
+
+
+def median_seconds(fn, repeats=5):
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def per_image():
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (375, 500, 3), dtype=np.uint8)
+    maps = rng.random((3, 375, 500)).astype(np.float32)
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+    torch.set_num_threads(1)
+    print("per 500x375 image, 3 maps, one thread (median of 5):")
+    print(f"  CRF softmax unary  {median_seconds(lambda: crf_softmax(image, maps)):.3f} s")
+    print(f"  CRF label unary    {median_seconds(lambda: crf_labels(image, maps.argmax(0), 3)):.3f} s")
+    print(f"  PAMR               {median_seconds(lambda: pamr(x, torch.from_numpy(maps)[None])):.3f} s")
+
+
+def stage_throughput(tmp: Path):
+    demo.generate(tmp / "data", CLASSES, seed=1, n_train=24, n_val=1, min_size=375, max_size=500)
+    voc = VOCDataset(tmp / "data", CLASSES, "train")
+    rng = np.random.default_rng(1)
+    with ArtifactWriter(tmp / "maps.h5") as writer:
+        for image_id in voc.ids:
+            ids = [0, *voc.image_labels(image_id)]
+            h, w = voc.load_image(image_id).shape[:2]
+            writer.write(image_id, rng.random((len(ids), h, w)).astype(np.float32), classes=np.asarray(ids))
+    rates = {}
+    for workers in (1, 2):
+        out = tmp / f"pseudo{workers}.h5"
+        start = time.perf_counter()
+        refine(ArtifactReader(tmp / "maps.h5"), voc, voc, out, CFG, 0.15, "rw", workers)
+        rates[workers] = len(voc) / (time.perf_counter() - start)
+    print(f"refine stage (CRF), {len(voc)} images of 375-500 px: 1 worker {rates[1]:.2f} img/s, "
+          f"2 workers {rates[2]:.2f} img/s, ratio {rates[2] / rates[1]:.2f}x")
+
+
+if __name__ == "__main__":
+    per_image()
+    with tempfile.TemporaryDirectory() as tmp:
+        stage_throughput(Path(tmp))

@@ -1,0 +1,107 @@
+"""Affinity labels (AffinityNet): where the CAMs are sure, and which pixel pairs that makes alike.
+
+Two background scores are stacked under the CAMs, (1 - max_c CAM)^alpha with a low alpha (a
+strong background: only firm CAM peaks stay foreground) and a high alpha (a weak background: only
+pixels far from any activation turn background), each refined by a dense CRF. Foreground is
+taken from the low-alpha result, background from the high-alpha one (which wins where both
+speak), and the rest is 255, ignored. Pairs of labelled pixels within a radius on the feature
+grid are then positive (same label; background or foreground) or negative (different labels).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from tqdm import tqdm
+
+from .crf import crf_softmax
+from .data.voc import VOCDataset
+from .metrics import ConfusionAccumulator, scores
+from .parallel import image_pool
+from .store import ArtifactReader, ArtifactWriter
+
+IGNORE = 255
+
+
+def background_score(cams: np.ndarray, alpha: float) -> np.ndarray:
+    """(1 - max_c CAM)^alpha; 1 everywhere for an image without classes."""
+    peak = cams.max(0) if len(cams) else np.zeros(cams.shape[1:], np.float32)
+    return np.power(1.0 - peak, alpha)
+
+
+def crf_label(image: np.ndarray, cams: np.ndarray, class_ids, alpha: float, crf: dict) -> np.ndarray:
+    """Dataset ids of the CRF-refined argmax over [background^alpha, CAMs]."""
+    stack = np.concatenate([background_score(cams, alpha)[None], cams]).astype(np.float32)
+    ids = np.asarray([0, *class_ids], np.uint8)
+    return ids[crf_softmax(image, stack, crf).argmax(0)]
+
+
+def confident_label(image: np.ndarray, cams: np.ndarray, class_ids, alpha_low: float, alpha_high: float,
+                    crf: dict) -> np.ndarray:
+    """uint8 (H, W): a class id where the low-alpha CRF says foreground, 0 where the high-alpha
+    CRF says background (this wins), 255 elsewhere."""
+    low = crf_label(image, cams, class_ids, alpha_low, crf)
+    high = crf_label(image, cams, class_ids, alpha_high, crf)
+    label = np.where(low != 0, low, IGNORE).astype(np.uint8)
+    label[high == 0] = 0
+    return label
+
+
+def label_grid(label: np.ndarray, stride: int) -> np.ndarray:
+    """The label at the centre of each stride x stride cell: (ceil(H / s), ceil(W / s))."""
+    h, w = label.shape
+    ys = np.minimum(np.arange(math.ceil(h / stride)) * stride + stride // 2, h - 1)
+    xs = np.minimum(np.arange(math.ceil(w / stride)) * stride + stride // 2, w - 1)
+    return label[np.ix_(ys, xs)]
+
+
+def pair_classes(l1, l2):
+    """Masks (bg_pos, fg_pos, neg) for pairs with labels l1, l2 (arrays or tensors); pairs with
+    an ignored end are in none of them."""
+    valid = (l1 != IGNORE) & (l2 != IGNORE)
+    same = valid & (l1 == l2)
+    return same & (l1 == 0), same & (l1 != 0), valid & (l1 != l2)
+
+
+class _Labeller:
+    """Picklable per-image job for the worker pool (readers reopen after the fork)."""
+
+    def __init__(self, voc: VOCDataset, cams: ArtifactReader, cfg: dict):
+        self.voc, self.cams, self.cfg = voc, cams, cfg
+
+    def __call__(self, image_id: str):
+        if image_id not in self.cams:
+            raise KeyError(f"{self.cams.path} has no CAM for image '{image_id}' of split '{self.voc.split}'")
+        cams = self.cams[image_id].astype(np.float32)
+        class_ids = self.cams.attrs(image_id)["classes"]
+        image = self.voc.load_image(image_id)
+        if image.shape[:2] != cams.shape[1:]:
+            raise ValueError(f"CAM of '{image_id}' is {cams.shape[1:]}, its image {image.shape[:2]}")
+        c = self.cfg
+        return image_id, confident_label(image, cams, class_ids, c["alpha_low"], c["alpha_high"], c["crf"])
+
+
+def make_labels(cams: ArtifactReader, voc: VOCDataset, out, cfg: dict, workers: int = 1) -> dict:
+    """One uint8 label map per image of voc into `out` (resumable); returns label coverage."""
+    params = {k: cfg[k] for k in ("alpha_low", "alpha_high", "crf")}
+    counts = np.zeros(3, np.int64)  # foreground, background, ignored pixels (of this run's images)
+    with ArtifactWriter(out, meta={**params, "classes": voc.classes}) as writer:
+        todo = [i for i in voc.ids if i not in writer.done_keys()]
+        job = _Labeller(voc, cams, params)
+        with image_pool(workers) as pool:
+            for image_id, label in tqdm(pool.imap(job, todo, chunksize=4), total=len(todo),
+                                        desc="affinity labels"):
+                writer.write(image_id, label)
+                counts += [np.sum((label != 0) & (label != IGNORE)), np.sum(label == 0), np.sum(label == IGNORE)]
+    total = max(int(counts.sum()), 1)
+    return {"images": len(voc), "computed_now": len(todo), "fg_fraction": counts[0] / total,
+            "bg_fraction": counts[1] / total, "ignored_fraction": counts[2] / total}
+
+
+def score_labels(labels: ArtifactReader, voc: VOCDataset) -> dict:
+    """Accuracy of the confident labels against the ground truth of voc, ignored pixels left out."""
+    acc = ConfusionAccumulator(len(voc.classes))
+    for image_id in tqdm(voc.ids, desc="affinity label mIoU"):
+        label, gt = labels[image_id], voc.load_mask(image_id)
+        acc.add(np.where(label == IGNORE, IGNORE, gt), np.where(label == IGNORE, 0, label))
+    return {"split": voc.split, **scores(acc.matrix, voc.classes)}

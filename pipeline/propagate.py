@@ -1,0 +1,77 @@
+"""Propagate each image's CAMs by the random walk over AffinityNet's affinities (the `rw` stage).
+
+Per image: the image is padded to a multiple of the affinity stride, AffinityNet gives the
+feature grid, the maps [background, CAMs] (background = (1 - max_c CAM)^alpha) are average-pooled
+onto that grid, walked 2^logt steps, upsampled back and cropped to the image.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from .affinity_labels import background_score
+from .data.transforms import to_tensor
+from .data.voc import VOCDataset
+from .metrics import ConfusionAccumulator, scores
+from .models.affinity_net import AffinityNet
+from .random_walk import random_walk, transition_weights
+from .store import ArtifactReader, ArtifactWriter
+
+
+@torch.no_grad()
+def propagate_image(model: AffinityNet, image: np.ndarray, cams: np.ndarray, mean, std, device,
+                    cfg: dict) -> np.ndarray:
+    """image uint8 (H, W, 3), cams (K, H, W) in [0, 1] -> float32 (1 + K, H, W): background first."""
+    s = model.stride
+    h, w = image.shape[:2]
+    pad_h, pad_w = -h % s, -w % s
+    x = F.pad(to_tensor(image, mean, std), (0, pad_w, 0, pad_h))   # zero = the mean colour
+    features = model(x[None].to(device))[0]
+    stack = torch.from_numpy(np.concatenate([background_score(cams, cfg["alpha"])[None], cams]).astype(np.float32))
+    stack = F.pad(stack, (0, pad_w, 0, pad_h))
+    stack[0, h:, :] = 1.0   # the padding is background
+    stack[0, :, w:] = 1.0
+    grid_maps = F.avg_pool2d(stack[None], s)[0].to(device, torch.float64)
+    # in float32, 256 steps accumulate rounding to ~1e-5; float64 is cheap at grid sizes
+    offsets, weights = transition_weights(features.double(), cfg["radius"], cfg["beta"])
+    walked = random_walk(grid_maps, offsets, weights, 2 ** cfg["logt"])
+    up = F.interpolate(walked[None], scale_factor=s, mode="bilinear", align_corners=False)[0]
+    return up[:, :h, :w].float().cpu().numpy()
+
+
+def propagate(model: AffinityNet, meta: dict, cams: ArtifactReader, voc: VOCDataset, out, cfg: dict,
+              device) -> dict:
+    """One float16 (1 + K, H, W) map per image with attribute `classes` = [0, class ids...]; resumable."""
+    model.eval().to(device)
+    params = {k: cfg[k] for k in ("radius", "beta", "logt", "alpha")}
+    seconds = 0.0
+    with ArtifactWriter(out, meta={**params, "classes": voc.classes}) as writer:
+        todo = [i for i in voc.ids if i not in writer.done_keys()]
+        for image_id in tqdm(todo, desc="random walk"):
+            if image_id not in cams:
+                raise KeyError(f"{cams.path} has no CAM for image '{image_id}' of split '{voc.split}'")
+            maps, class_ids = cams[image_id].astype(np.float32), cams.attrs(image_id)["classes"]
+            image = voc.load_image(image_id)
+            if image.shape[:2] != maps.shape[1:]:
+                raise ValueError(f"CAM of '{image_id}' is {maps.shape[1:]}, its image {image.shape[:2]}")
+            start = time.perf_counter()
+            walked = propagate_image(model, image, maps, meta["mean"], meta["std"], device, params)
+            seconds += time.perf_counter() - start
+            writer.write(image_id, walked, classes=np.asarray([0, *class_ids], np.int64))
+    return {"images": len(voc), "computed_now": len(todo),
+            "seconds_per_image": seconds / len(todo) if todo else None}
+
+
+def evaluate_maps(maps: ArtifactReader, voc: VOCDataset, desc: str = "mIoU") -> dict:
+    """mIoU of the per-pixel argmax of maps whose `classes` attribute names each channel."""
+    acc = ConfusionAccumulator(len(voc.classes))
+    for image_id in tqdm(voc.ids, desc=desc):
+        if image_id not in maps:
+            raise KeyError(f"{maps.path} has no map for image '{image_id}' of split '{voc.split}'")
+        ids = np.asarray(maps.attrs(image_id)["classes"], np.uint8)
+        acc.add(voc.load_mask(image_id), ids[maps[image_id].argmax(0)])
+    return {"split": voc.split, "images": len(voc), **scores(acc.matrix, voc.classes)}

@@ -1,0 +1,88 @@
+"""The training loop every network here shares: SGD/AdamW with a poly schedule, a progress bar,
+the full state saved to `<out>.partial` after each epoch (a rerun with the same settings resumes
+from it), and a NaN/inf loss stopped with an error that keeps the last good epoch."""
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from pathlib import Path
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+
+class TrainingDiverged(RuntimeError):
+    pass
+
+
+def poly_lr(base: float, it: int, max_it: int, power: float) -> float:
+    return base * (1 - it / max_it) ** power
+
+
+def make_optimizer(model: torch.nn.Module, cfg: dict) -> torch.optim.Optimizer:
+    """Parameter groups come from model.param_groups(), each with an lr multiplier."""
+    groups = [{**g, "lr": cfg["lr"] * g["lr_mult"]} for g in model.param_groups()]
+    if cfg["optimizer"] == "sgd":
+        return torch.optim.SGD(groups, lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["weight_decay"])
+    return torch.optim.AdamW(groups, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+
+
+def _resume_state(partial: Path, settings: dict):
+    if not partial.exists():
+        return None
+    state = torch.load(partial, map_location="cpu", weights_only=True)
+    if state.get("settings") != settings:
+        warnings.warn(f"{partial} was written with other settings; training starts over")
+        return None
+    return state
+
+
+def fit(model: torch.nn.Module, loader: DataLoader, batch_loss: Callable, cfg: dict, partial: Path,
+        settings: dict, device, name: str, on_epoch: Callable[[int], None] = lambda epoch: None) -> list[dict]:
+    """Train for cfg['epochs'] and return the per-epoch loss history.
+
+    batch_loss(model, batch, device) -> scalar loss. `settings` must identify the run: a partial
+    state written under other settings is not resumed. `name` is the config section, for messages.
+    on_epoch(epoch) runs before each epoch (e.g. to reseed the augmentation)."""
+    if len(loader) == 0:
+        raise ValueError(f"{name}: the training split has {len(loader.dataset)} images, fewer than "
+                         f"{name}.batch_size = {cfg['batch_size']}")
+    optimizer = make_optimizer(model, cfg)
+    history, start_epoch = [], 0
+    state = _resume_state(partial, settings)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        history, start_epoch = json.loads(state["history"]), state["epoch"]
+        print(f"resuming {name} training from {partial} after epoch {start_epoch}")
+    model.to(device)
+
+    max_it = cfg["epochs"] * len(loader)
+    for epoch in range(start_epoch, cfg["epochs"]):
+        model.train()
+        on_epoch(epoch)
+        losses = []
+        bar = tqdm(loader, desc=f"{name} epoch {epoch + 1}/{cfg['epochs']}")
+        for step, batch in enumerate(bar):
+            it = epoch * len(loader) + step
+            for group in optimizer.param_groups:
+                group["lr"] = poly_lr(cfg["lr"], it, max_it, cfg["poly_power"]) * group["lr_mult"]
+            loss = batch_loss(model, batch, device)
+            if not math.isfinite(loss.item()):
+                kept = f"the last good checkpoint (after epoch {epoch}) is kept at {partial}" if partial.exists() \
+                    else "no epoch had completed, so no checkpoint was kept"
+                raise TrainingDiverged(f"{name} loss became {loss.item()} at epoch {epoch + 1}, iteration "
+                                       f"{step + 1}; lower {name}.lr (now {cfg['lr']}). {kept}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses))})
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
+                    "history": json.dumps(history), "settings": settings}, partial)
+    return history

@@ -1,0 +1,23 @@
+"""Train AffinityNet on the affinity labels: python -m stages.train_affinity ..."""
+from pipeline.data.voc import VOCDataset
+from pipeline.device import resolve_device, set_threads
+from pipeline.store import ArtifactReader
+from pipeline.train_affinity import train
+from stages._args import add_dataset, add_runtime, json_arg, parser, write_json
+
+p = parser(__doc__)
+add_dataset(p)
+add_runtime(p)
+p.add_argument("--labels", required=True, help="HDF5 written by stages.affinity_labels")
+p.add_argument("--cfg", required=True, type=json_arg, help="JSON of the affinity config section")
+p.add_argument("--seed", type=int, default=0)
+p.add_argument("--out", required=True, help="checkpoint path (.pt)")
+p.add_argument("--report", required=True, help="JSON with the loss curve")
+args = p.parse_args()
+
+set_threads(args.threads)
+voc = VOCDataset(args.root, args.classes, args.split)
+voc.check(masks=False)
+result = train(voc, ArtifactReader(args.labels), args.cfg, args.out, resolve_device(args.device), args.seed)
+write_json(args.report, result)
+print(f"train_affinity: {result['images']} images, final loss {result['history'][-1]['loss']:.4f} -> {args.out}")

@@ -1,0 +1,153 @@
+"""AffinityNet and the random walk against hand-computed cases and a dense reference."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline import affinity_labels as al
+from pipeline.affinity_labels import IGNORE, confident_label, label_grid, pair_classes
+from pipeline.data.transforms import random_scale_flip_crop
+from pipeline.models.affinity_net import AffinityNet, load_affinity_net, save_affinity_net
+from pipeline.random_walk import disk_offsets, half_offsets, random_walk, transition_weights
+from pipeline.train_affinity import EPS, affinity_loss
+
+
+def dense_walk(features: torch.Tensor, radius: int, beta: float, maps: torch.Tensor, steps: int):
+    """T^steps v with T = D^-1 A^beta built as a full N x N matrix, pixel by pixel."""
+    d, h, w = features.shape
+    f = features.double().reshape(d, -1)
+    n = h * w
+    A = torch.zeros(n, n, dtype=torch.float64)
+    for i in range(n):
+        for j in range(n):
+            (yi, xi), (yj, xj) = divmod(i, w), divmod(j, w)
+            if (yi - yj) ** 2 + (xi - xj) ** 2 < radius ** 2:
+                A[i, j] = torch.exp(-(f[:, i] - f[:, j]).abs().mean()) ** beta
+    T = A / A.sum(1, keepdim=True)
+    v = maps.double().reshape(len(maps), -1).T
+    return (torch.linalg.matrix_power(T, steps) @ v).T.reshape(maps.shape)
+
+
+@pytest.mark.parametrize("h, w, radius", [(6, 9, 5), (11, 7, 3)])
+def test_sparse_walk_equals_the_dense_matrix_walk(h, w, radius):
+    torch.manual_seed(h * w)
+    features = torch.rand(16, h, w, dtype=torch.float64) * 3   # float64, as propagate_image runs it
+    maps = torch.rand(3, h, w, dtype=torch.float64)
+    offsets, weights = transition_weights(features, radius, beta=8)
+    walked = random_walk(maps, offsets, weights, steps=2 ** 8)
+    reference = dense_walk(features, radius, 8, maps, 2 ** 8)
+    assert torch.allclose(walked, reference, atol=1e-5, rtol=0)
+    # and after a few steps, before everything has mixed
+    assert torch.allclose(random_walk(maps, offsets, weights, 3),
+                          dense_walk(features, radius, 8, maps, 3), atol=1e-5, rtol=0)
+
+
+def test_offsets_are_the_disk_and_its_half():
+    disk = disk_offsets(5)
+    assert len(disk) == 69 and (0, 0) in disk           # 9 + 2 * (9 + 9 + 7 + 5) lattice points
+    assert all(dy * dy + dx * dx < 25 for dy, dx in disk) and (0, 5) not in disk and (3, 4) not in disk
+    half = half_offsets(5)
+    assert len(half) == 34 and set(half) | {(-dy, -dx) for dy, dx in half} | {(0, 0)} == set(disk)
+
+
+def test_walk_keeps_a_constant_map_and_is_blocked_by_zero_affinity():
+    # two halves whose features differ by 100: a^8 = exp(-800) = 0 across the edge
+    features = torch.zeros(1, 4, 8)
+    features[:, :, 4:] = 100.0
+    offsets, weights = transition_weights(features, 3, beta=8)
+    assert torch.allclose(weights.sum(0), torch.ones(4, 8))
+    assert torch.allclose(random_walk(torch.full((1, 4, 8), 0.7), offsets, weights, 50), torch.tensor(0.7))
+    left = torch.zeros(1, 4, 8)
+    left[0, 1, 1] = 1.0
+    walked = random_walk(left, offsets, weights, 64)
+    assert walked[0, :, 4:].abs().max() == 0
+    assert torch.allclose(walked[0, :, :4], torch.full((4, 4), walked[0, :, :4].mean()), atol=1e-3)
+
+
+def _identity_crf(image, probs, params=None):
+    return probs / probs.sum(0, keepdims=True)
+
+
+def test_affinity_label_rules_on_a_handmade_cam(monkeypatch):
+    # the CRF left out, the rules by hand: low-alpha background (1-m)^4, high-alpha (1-m)^32
+    monkeypatch.setattr(al, "crf_softmax", _identity_crf)
+    cams = np.zeros((2, 1, 6), np.float32)
+    cams[0, 0] = [0.9, 0.3, 0.1, 0.01, 0.0, 0.5]
+    cams[1, 0] = [0.0, 0.0, 0.0, 0.0, 0.0, 0.8]
+    # m = 0.9: (0.1)^4 = 1e-4 < 0.9 -> class; m = 0.3: 0.7^4 = 0.24 < 0.3 -> class;
+    # m = 0.1: low 0.9^4 = 0.66 > 0.1 (bg), high 0.9^32 = 0.034 < 0.1 (fg) -> ignored;
+    # m = 0.01: high 0.99^32 = 0.72 > 0.01 -> background; m = 0 -> background;
+    # (0.5, 0.8): the stronger class, id 15
+    label = confident_label(np.zeros((1, 6, 3), np.uint8), cams, [4, 15], 4, 32, {})
+    assert label.tolist() == [[4, 4, IGNORE, 0, 0, 15]]
+
+
+def test_affinity_labels_with_the_real_crf():
+    # a bright square with a strong CAM on a dark image: the square is the class, the far
+    # corners background, the weak ring around the CAM neither
+    image = np.full((40, 40, 3), 20, np.uint8)
+    image[12:28, 12:28] = 230
+    yy, xx = np.mgrid[:40, :40]
+    cam = np.clip(1 - np.hypot(yy - 19.5, xx - 19.5) / 22, 0, 1).astype(np.float32)[None]
+    label = confident_label(image, cam, [3], 4, 32, {})
+    assert (label[14:26, 14:26] == 3).all()
+    assert (label[:3, :3] == 0).all() and (label[-3:, -3:] == 0).all()
+    assert set(np.unique(label)) <= {0, 3, IGNORE} and (label == IGNORE).any()
+
+
+def test_label_grid_and_pair_classes_by_hand():
+    label = np.arange(30, dtype=np.uint8).reshape(5, 6)
+    # stride 4: cell centres at 2 and (clipped) 4 / 5
+    assert label_grid(label, 4).tolist() == [[14, 17], [26, 29]]
+    l1 = np.array([0, 0, 3, 3, 255, 2])
+    l2 = np.array([0, 3, 3, 0, 0, 255])
+    bg, fg, neg = pair_classes(l1, l2)
+    assert bg.tolist() == [1, 0, 0, 0, 0, 0] and fg.tolist() == [0, 0, 1, 0, 0, 0]
+    assert neg.tolist() == [0, 1, 0, 1, 0, 0]
+
+
+def test_affinity_loss_equals_the_hand_computed_value():
+    # one row of four pixels, radius 2: the pairs (0,1), (1,2), (2,3)
+    f = torch.tensor([[[0.0, 0.2, 1.0, 5.0]], [[0.0, 0.4, 2.0, 5.0]]])[None]   # (1, 2, 1, 4)
+    labels = torch.tensor([[[0, 0, 1, 255]]])
+    # (0,1): background positive, mean|diff| = 0.3; (1,2): negative, mean|diff| = 1.2; (2,3) ignored
+    expected = -math.log(math.exp(-0.3) + EPS) / 4 + 0 / 4 - math.log(1 + EPS - math.exp(-1.2)) / 2
+    assert affinity_loss(f, labels, 2).item() == pytest.approx(expected, rel=1e-6)
+
+    # two rows: a foreground pair too; radius 2 adds the vertical and diagonal pairs
+    f = torch.tensor([[[0.0, 1.0], [0.0, 3.0]]])[None]       # (1, 1, 2, 2)
+    labels = torch.tensor([[[2, 0], [2, 255]]])
+    # pairs: (0,0)-(0,1) neg |1|; (0,0)-(1,0) fg |0|; (0,0)-(1,1) ignored; (0,1)-(1,0) neg |1|;
+    # (0,1)-(1,1) ignored; (1,0)-(1,1) ignored
+    expected = 0 / 4 - math.log(1 + EPS) / 4 - math.log(1 + EPS - math.exp(-1.0)) / 2
+    assert affinity_loss(f, labels, 2).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_joint_crop_keeps_image_and_label_aligned():
+    rng_image = np.random.default_rng(3)
+    image = rng_image.integers(0, 255, (30, 50, 3), dtype=np.uint8)
+    label = (image[:, :, 0] // 64).astype(np.uint8)   # the label is a function of the colour
+    for seed in range(10):
+        crop, crop_label = random_scale_flip_crop(image, np.random.default_rng(seed), (1.0, 1.0), 40, (0, 0, 0),
+                                                  label=label)
+        known = crop_label != 255
+        assert (crop_label[known] == crop[:, :, 0][known] // 64).all()
+        assert (crop[~known] == 0).all()
+        # the image alone gets exactly the same transform (the classifier's augmentation)
+        alone = random_scale_flip_crop(image, np.random.default_rng(seed), (1.0, 1.0), 40, (0, 0, 0))
+        assert np.array_equal(alone, crop)
+
+
+def test_affinity_net_grid_and_checkpoint(tmp_path):
+    net = AffinityNet("tf_efficientnet_lite0", [1, 2], [8, 16], stride=4)
+    assert net(torch.rand(1, 3, 37, 50)).shape == (1, 24, 10, 13)
+    save_affinity_net(net, tmp_path / "aff.pt", mean=[0.5] * 3, std=[0.5] * 3, radius=5)
+    loaded, meta = load_affinity_net(tmp_path / "aff.pt", "tf_efficientnet_lite0")
+    x = torch.rand(1, 3, 32, 32)
+    assert torch.equal(loaded.eval()(x), net.eval()(x)) and meta["levels"] == [1, 2]
+    with pytest.raises(ValueError, match="backbone 'tf_efficientnet_lite0'.*'resnet50'"):
+        load_affinity_net(tmp_path / "aff.pt", "resnet50")
+    torch.save({"state_dict": {}, "meta": {"backbone": "x"}}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not an AffinityNet checkpoint"):
+        load_affinity_net(tmp_path / "other.pt")

@@ -1,0 +1,129 @@
+"""Refinement: dense CRF, PAMR and saliency-guided completion against hand-made truth."""
+import numpy as np
+import pytest
+import torch
+
+from pipeline.crf import crf_labels, crf_softmax
+from pipeline.pamr import pamr
+from pipeline.refine import IGNORE, active_steps, load_saliency, refine_image, saliency_complete, with_background
+
+RING = [(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)]
+
+
+def two_regions(h=40, w=60, edge=30):
+    image = np.zeros((h, w, 3), np.uint8)
+    image[:, :edge] = (30, 60, 90)
+    image[:, edge:] = (200, 180, 40)
+    truth = np.zeros((h, w), np.int64)
+    truth[:, edge:] = 1
+    return image, truth
+
+
+def test_softmax_crf_recovers_the_region_edge_from_a_noisy_unary():
+    image, truth = two_regions()
+    rng = np.random.default_rng(0)
+    # a unary that is right on average but wrong on ~30% of pixels, and blurred at the edge
+    p1 = np.clip(np.where(truth == 1, 0.6, 0.4) + rng.normal(0, 0.2, truth.shape), 0.01, 0.99)
+    p1[:, 24:36] = 0.5 + rng.normal(0, 0.05, (40, 12))
+    noisy = np.stack([1 - p1, p1]).astype(np.float32)
+    assert (noisy.argmax(0) != truth).mean() > 0.2
+    refined = crf_softmax(image, noisy).argmax(0)
+    assert (refined == truth).mean() > 0.99
+    assert np.allclose(crf_softmax(image, noisy).sum(0), 1, atol=1e-4)
+
+
+def test_label_crf_recovers_the_region_edge_from_noisy_labels():
+    image, truth = two_regions()
+    rng = np.random.default_rng(1)
+    noisy = truth.copy()
+    flip = rng.random(truth.shape) < 0.25
+    noisy[flip] = 1 - noisy[flip]
+    noisy[:, 26:30] = 1          # the edge drawn 4 px too far left
+    assert (crf_labels(image, noisy, 2).argmax(0) == truth).mean() > 0.99
+
+
+def test_crf_refuses_a_label_outside_its_labels():
+    image, truth = two_regions()
+    bad = truth.copy()
+    bad[3, 4] = 5
+    with pytest.raises(ValueError, match=r"label 5, outside 0\.\.1"):
+        crf_labels(image, bad, 2)
+    with pytest.raises(ValueError, match="does not match the image"):
+        crf_softmax(image, np.ones((2, 10, 10), np.float32))
+
+
+def naive_pamr(image, masks, iterations, dilations, temperature):
+    """PAMR pixel by pixel: ring neighbours with border replication, std over the ring."""
+    I, M = image.astype(np.float64), masks.astype(np.float64)
+    _, h, w = I.shape
+    weights = {}
+    for y in range(h):
+        for x in range(w):
+            near = [(min(max(y + dy * d, 0), h - 1), min(max(x + dx * d, 0), w - 1))
+                    for d in dilations for dy, dx in RING]
+            values = np.array([I[:, j, i] for j, i in near])
+            sigma = values.std(0, ddof=1)
+            k = np.array([-(np.abs(I[:, y, x] - v) / (temperature * sigma + 1e-8)).mean() for v in values])
+            e = np.exp(k - k.max())
+            weights[y, x] = (near, e / e.sum())
+    for _ in range(iterations):
+        new = np.zeros_like(M)
+        for (y, x), (near, a) in weights.items():
+            for (j, i), aj in zip(near, a):
+                new[:, y, x] += aj * M[:, j, i]
+        M = new
+    return M
+
+
+def test_pamr_matches_a_naive_loop():
+    rng = np.random.default_rng(2)
+    image = rng.random((3, 9, 11)).astype(np.float32)
+    masks = rng.random((2, 9, 11)).astype(np.float32)
+    out = pamr(torch.from_numpy(image)[None], torch.from_numpy(masks)[None], 3, [1, 2, 4], 0.1)[0].numpy()
+    assert np.abs(out - naive_pamr(image, masks, 3, [1, 2, 4], 0.1)).max() < 1e-5
+
+
+def test_pamr_keeps_masks_inside_a_colour_region():
+    image, truth = two_regions(20, 30, 15)
+    masks = np.stack([truth == 0, truth == 1]).astype(np.float32)
+    masks[1, :, 13:15] = 0.9      # a mask that leaks two columns into the other region
+    masks[0, :, 13:15] = 0.1
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+    out = pamr(x, torch.from_numpy(masks)[None], 10, [1, 2, 4, 8], 0.1)[0].numpy()
+    assert (out.argmax(0) == truth).all()
+
+
+def test_saliency_rules_by_hand():
+    ids = np.array([0, 3, 7], np.uint8)
+    maps = np.zeros((3, 2, 10), np.float32)
+    maps[0] = 0.5
+    maps[1, 0, 7:] = [0.8, 0.9, 0.95]   # class 3: 17 zeros below, 90th percentile 0.1 * 0.8 = 0.08
+    maps[2, 0, 9] = 0.99                # class 7: 18 zeros below, 90th percentile 0.1 * 0.3 = 0.03
+    maps[2, 1, 2] = 0.3
+    saliency = np.ones((2, 10), np.float32)
+    saliency[0, 8] = 0.0
+    label = saliency_complete(maps, ids, saliency, 90)
+    # (0,7): claimed by 3 alone -> 3; (0,8): claimed by 3 but saliency 0 -> background;
+    # (0,9): claimed by 3 and by 7 -> ignored; (1,2): argmax background (0.5 > 0.3) but claimed by 7 -> 7
+    assert label.tolist() == [[0] * 7 + [3, 0, IGNORE], [0, 0, 7] + [0] * 7]
+
+
+def test_saliency_is_skipped_without_a_directory_and_must_be_last(tmp_path):
+    cfg = {"steps": ["crf", "saliency"], "saliency": {"dir": None, "percentile": 90}}
+    assert active_steps(cfg) == (["crf"], ["saliency"])
+    cfg["saliency"]["dir"] = str(tmp_path)
+    assert active_steps(cfg) == (["crf", "saliency"], [])
+    with pytest.raises(FileNotFoundError, match="img7.png"):
+        load_saliency(tmp_path, "img7", (4, 4))
+
+
+def test_chain_reports_every_step_and_cams_get_the_constant_background():
+    image, truth = two_regions(20, 30, 15)
+    cams = (truth[None] == 1).astype(np.float32) * 0.8
+    maps, ids = with_background(cams, [4], 0.15)
+    assert ids.tolist() == [0, 4] and np.allclose(maps[0], 0.15)
+    assert with_background(maps, [0, 4], 0.15)[0] is maps      # random-walk maps already have it
+    cfg = {"pamr": {"iterations": 2, "dilations": [1, 2], "temperature": 0.1}, "crf_mode": "label",
+           "crf_softmax": {}, "crf_label": {}, "saliency": {"percentile": 90}}
+    labels = refine_image(image, maps, ids, ["pamr", "crf"], cfg)
+    assert len(labels) == 3 and all((label == truth * 4).all() for label in labels)
