@@ -1,7 +1,8 @@
 """Cost of the refinements on VOC-sized images (500 x 375), and how the CRF stage scales.
 
 1. Seconds per image of the softmax CRF, the label CRF and PAMR (10 iterations, dilations
-   1..24), on a 500 x 375 image with 3 maps; median of 5.
+   1..24), on a demo image resized to 500 x 375 with 3 maps; median of 5. (A CRF's cost
+   depends on the image: pure noise fills the bilateral lattice and is ~3x slower.)
 2. Images per second of the refine stage (CRF only) over 24 demo-generated 500 x 375 images,
    with 1 and with 2 worker processes; the ratio shows whether it scales with workers.
 Run from the repo root:  python benchmarks/bench_refine.py
@@ -14,6 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
@@ -44,9 +46,9 @@ def median_seconds(fn, repeats=5):
     return statistics.median(times)
 
 
-def per_image():
+def per_image(voc: VOCDataset):
     rng = np.random.default_rng(0)
-    image = rng.integers(0, 255, (375, 500, 3), dtype=np.uint8)
+    image = cv2.resize(voc.load_image(voc.ids[0]), (500, 375), interpolation=cv2.INTER_LINEAR)
     maps = rng.random((3, 375, 500)).astype(np.float32)
     x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
     torch.set_num_threads(1)
@@ -56,9 +58,7 @@ def per_image():
     print(f"  PAMR               {median_seconds(lambda: pamr(x, torch.from_numpy(maps)[None])):.3f} s")
 
 
-def stage_throughput(tmp: Path):
-    demo.generate(tmp / "data", CLASSES, seed=1, n_train=24, n_val=1, min_size=375, max_size=500)
-    voc = VOCDataset(tmp / "data", CLASSES, "train")
+def stage_throughput(tmp: Path, voc: VOCDataset):
     rng = np.random.default_rng(1)
     with ArtifactWriter(tmp / "maps.h5") as writer:
         for image_id in voc.ids:
@@ -76,6 +76,8 @@ def stage_throughput(tmp: Path):
 
 
 if __name__ == "__main__":
-    per_image()
     with tempfile.TemporaryDirectory() as tmp:
-        stage_throughput(Path(tmp))
+        demo.generate(Path(tmp) / "data", CLASSES, seed=1, n_train=24, n_val=1, min_size=375, max_size=500)
+        voc = VOCDataset(Path(tmp) / "data", CLASSES, "train")
+        per_image(voc)
+        stage_throughput(Path(tmp), voc)

@@ -19,14 +19,18 @@ DEFAULTS = {"iterations": 10, "dilations": [1, 2, 4, 8, 12, 24], "temperature": 
 RING = [(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)]
 
 
-def neighbours(x: torch.Tensor, dilations) -> torch.Tensor:
-    """(B, C, H, W) -> (B, C, 8 * len(dilations), H, W): the ring values at each dilation."""
+def shifted(x: torch.Tensor, dilations):
+    """The ring neighbours of (B, C, H, W) at each dilation, as views, in a fixed order."""
     h, w = x.shape[-2:]
-    out = []
     for d in dilations:
         padded = F.pad(x, (d, d, d, d), mode="replicate")
-        out.extend(padded[..., d + dy * d:d + dy * d + h, d + dx * d:d + dx * d + w] for dy, dx in RING)
-    return torch.stack(out, 2)
+        for dy, dx in RING:
+            yield padded[..., d + dy * d:d + dy * d + h, d + dx * d:d + dx * d + w]
+
+
+def neighbours(x: torch.Tensor, dilations) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C, 8 * len(dilations), H, W): the ring values at each dilation."""
+    return torch.stack(list(shifted(x, dilations)), 2)
 
 
 def pamr_weights(image: torch.Tensor, dilations, temperature: float) -> torch.Tensor:
@@ -45,5 +49,9 @@ def pamr(image: torch.Tensor, masks: torch.Tensor, iterations: int = 10, dilatio
         raise ValueError(f"PAMR masks {tuple(masks.shape[-2:])} do not match the image {tuple(image.shape[-2:])}")
     alpha = pamr_weights(image.float(), list(dilations), temperature)
     for _ in range(iterations):
-        masks = (neighbours(masks, list(dilations)) * alpha).sum(2)
+        # a weighted sum of shifted views: no (B, K, N, H, W) stack per iteration
+        out = torch.zeros_like(masks)
+        for j, near in enumerate(shifted(masks, list(dilations))):
+            out.addcmul_(alpha[:, :, j], near)
+        masks = out
     return masks
