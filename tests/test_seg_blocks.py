@@ -76,3 +76,15 @@ def test_clipped_loss_equals_the_hand_computed_case():
     assert clipped_cross_entropy(logits, target, start=2.0, window=3).item() == pytest.approx(1.9 / 3, rel=1e-5)
     # above the start value: plain cross-entropy
     assert clipped_cross_entropy(logits, target, start=1.0, window=3).item() == pytest.approx(1.1, rel=1e-5)
+
+
+@pytest.mark.parametrize("head, stride", [("aspp", 16), ("danet", 8)])
+def test_segmentation_net_gives_logits_at_the_input_size(head, stride):
+    from pipeline.models.segnet import SegmentationNet
+    net = SegmentationNet("tf_efficientnet_lite0", 6, head, stride, channels=32).eval()
+    out = net(torch.rand(2, 3, 65, 90))
+    assert out.shape == (2, 6, 65, 90) and torch.isfinite(out).all()
+    groups = net.param_groups()
+    assert sum(len(g["params"]) for g in groups) == len(list(net.parameters()))
+    with pytest.raises(ValueError, match="head 'fcn' is unknown"):
+        SegmentationNet("tf_efficientnet_lite0", 6, "fcn")
