@@ -15,7 +15,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-DEFAULTS = {"iterations": 10, "dilations": [1, 2, 4, 8, 12, 24], "temperature": 0.1}
 RING = [(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)]
 
 
