@@ -9,29 +9,18 @@ the same input. Target: every gradient method <= 1.5x. Run from the repo root:
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks._timing import median_seconds  # noqa: E402
 from pipeline.cams import METHODS, _activation_maps  # noqa: E402
 from pipeline.models.classifier import Classifier  # noqa: E402
 from pipeline.models.vit_hybrid import ViTHybridClassifier  # noqa: E402
 from pipeline.vit_cams import VIT_METHODS, _vit_maps  # noqa: E402
-
-
-def median_seconds(fn, repeats):
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main():

@@ -9,7 +9,6 @@ Run from the repo root:  python benchmarks/bench_refine.py
 """
 from __future__ import annotations
 
-import statistics
 import sys
 import tempfile
 import time
@@ -21,6 +20,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks._timing import median_seconds  # noqa: E402
+from pipeline import config  # noqa: E402
 from pipeline.crf import crf_labels, crf_softmax  # noqa: E402
 from pipeline.data import demo  # noqa: E402
 from pipeline.data.voc import VOCDataset  # noqa: E402
@@ -29,21 +30,7 @@ from pipeline.refine import refine  # noqa: E402
 from pipeline.store import ArtifactReader, ArtifactWriter  # noqa: E402
 
 CLASSES = ["background", "ruby", "jade", "amber", "cobalt", "violet"]
-CFG = {"steps": ["crf"], "crf_mode": "softmax", "crf_softmax": {"iterations": 10, "gaussian_sxy": 3,
-       "gaussian_compat": 3, "bilateral_sxy": 80, "bilateral_srgb": 13, "bilateral_compat": 10},
-       "crf_label": {"gt_prob": 0.7, "iterations": 10, "gaussian_sxy": 3, "gaussian_compat": 3,
-                     "bilateral_sxy": 50, "bilateral_srgb": 5, "bilateral_compat": 10},
-       "pamr": {"iterations": 10, "dilations": [1, 2, 4, 8, 12, 24], "temperature": 0.1},
-       "saliency": {"dir": None, "percentile": 90}}
-
-
-def median_seconds(fn, repeats=5):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+CFG = config.load(Path(__file__).resolve().parents[1] / "config.yaml")["refine"] | {"steps": ["crf"]}
 
 
 def per_image(voc: VOCDataset):
@@ -52,10 +39,10 @@ def per_image(voc: VOCDataset):
     maps = rng.random((3, 375, 500)).astype(np.float32)
     x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
     torch.set_num_threads(1)
-    print("per 500x375 image, 3 maps, one thread (median of 5):")
-    print(f"  CRF softmax unary  {median_seconds(lambda: crf_softmax(image, maps)):.3f} s")
-    print(f"  CRF label unary    {median_seconds(lambda: crf_labels(image, maps.argmax(0), 3)):.3f} s")
-    print(f"  PAMR               {median_seconds(lambda: pamr(x, torch.from_numpy(maps)[None])):.3f} s")
+    print("per 500x375 image, 3 maps, one thread (median of 5 after a warm-up):")
+    print(f"  CRF softmax unary  {median_seconds(lambda: crf_softmax(image, maps, CFG['crf_softmax'])):.3f} s")
+    print(f"  CRF label unary    {median_seconds(lambda: crf_labels(image, maps.argmax(0), 3, CFG['crf_label'])):.3f} s")
+    print(f"  PAMR               {median_seconds(lambda: pamr(x, torch.from_numpy(maps)[None], **CFG['pamr'])):.3f} s")
 
 
 def stage_throughput(tmp: Path, voc: VOCDataset):

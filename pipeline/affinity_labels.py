@@ -16,11 +16,9 @@ from tqdm import tqdm
 
 from .crf import crf_softmax
 from .data.voc import VOCDataset
-from .metrics import ConfusionAccumulator, scores
+from .maps_io import IGNORE, image_and_maps, score_split
 from .parallel import image_pool
 from .store import ArtifactReader, ArtifactWriter
-
-IGNORE = 255
 
 
 def background_score(cams: np.ndarray, alpha: float) -> np.ndarray:
@@ -70,13 +68,7 @@ class _Labeller:
         self.voc, self.cams, self.cfg = voc, cams, cfg
 
     def __call__(self, image_id: str):
-        if image_id not in self.cams:
-            raise KeyError(f"{self.cams.path} has no CAM for image '{image_id}' of split '{self.voc.split}'")
-        cams = self.cams[image_id].astype(np.float32)
-        class_ids = self.cams.attrs(image_id)["classes"]
-        image = self.voc.load_image(image_id)
-        if image.shape[:2] != cams.shape[1:]:
-            raise ValueError(f"CAM of '{image_id}' is {cams.shape[1:]}, its image {image.shape[:2]}")
+        image, cams, class_ids = image_and_maps(self.voc, self.cams, image_id)
         c = self.cfg
         return image_id, confident_label(image, cams, class_ids, c["alpha_low"], c["alpha_high"], c["crf"])
 
@@ -100,8 +92,4 @@ def make_labels(cams: ArtifactReader, voc: VOCDataset, out, cfg: dict, workers: 
 
 def score_labels(labels: ArtifactReader, voc: VOCDataset) -> dict:
     """Accuracy of the confident labels against the ground truth of voc, ignored pixels left out."""
-    acc = ConfusionAccumulator(len(voc.classes))
-    for image_id in tqdm(voc.ids, desc="affinity label mIoU"):
-        label, gt = labels[image_id], voc.load_mask(image_id)
-        acc.add(np.where(label == IGNORE, IGNORE, gt), np.where(label == IGNORE, 0, label))
-    return {"split": voc.split, **scores(acc.matrix, voc.classes)}
+    return score_split(voc, lambda image_id: labels[image_id], "affinity label mIoU")

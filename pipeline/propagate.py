@@ -16,7 +16,7 @@ from tqdm import tqdm
 from .affinity_labels import background_score
 from .data.transforms import to_tensor
 from .data.voc import VOCDataset
-from .metrics import ConfusionAccumulator, scores
+from .maps_io import argmax_label, image_and_maps, score_split
 from .models.affinity_net import AffinityNet
 from .random_walk import random_walk, transition_weights
 from .store import ArtifactReader, ArtifactWriter
@@ -52,12 +52,7 @@ def propagate(model: AffinityNet, meta: dict, cams: ArtifactReader, voc: VOCData
     with ArtifactWriter(out, meta={**params, "classes": voc.classes}) as writer:
         todo = [i for i in voc.ids if i not in writer.done_keys()]
         for image_id in tqdm(todo, desc="random walk"):
-            if image_id not in cams:
-                raise KeyError(f"{cams.path} has no CAM for image '{image_id}' of split '{voc.split}'")
-            maps, class_ids = cams[image_id].astype(np.float32), cams.attrs(image_id)["classes"]
-            image = voc.load_image(image_id)
-            if image.shape[:2] != maps.shape[1:]:
-                raise ValueError(f"CAM of '{image_id}' is {maps.shape[1:]}, its image {image.shape[:2]}")
+            image, maps, class_ids = image_and_maps(voc, cams, image_id)
             start = time.perf_counter()
             walked = propagate_image(model, image, maps, meta["mean"], meta["std"], device, params)
             seconds += time.perf_counter() - start
@@ -68,10 +63,4 @@ def propagate(model: AffinityNet, meta: dict, cams: ArtifactReader, voc: VOCData
 
 def evaluate_maps(maps: ArtifactReader, voc: VOCDataset, desc: str = "mIoU") -> dict:
     """mIoU of the per-pixel argmax of maps whose `classes` attribute names each channel."""
-    acc = ConfusionAccumulator(len(voc.classes))
-    for image_id in tqdm(voc.ids, desc=desc):
-        if image_id not in maps:
-            raise KeyError(f"{maps.path} has no map for image '{image_id}' of split '{voc.split}'")
-        ids = np.asarray(maps.attrs(image_id)["classes"], np.uint8)
-        acc.add(voc.load_mask(image_id), ids[maps[image_id].argmax(0)])
-    return {"split": voc.split, "images": len(voc), **scores(acc.matrix, voc.classes)}
+    return score_split(voc, lambda image_id: argmax_label(maps, image_id), desc)

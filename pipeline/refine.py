@@ -22,13 +22,13 @@ from tqdm import tqdm
 
 from .crf import crf_labels, crf_softmax
 from .data.voc import VOCDataset
+from .maps_io import IGNORE, add_scored, image_and_maps
 from .metrics import ConfusionAccumulator, scores
 from .pamr import pamr
 from .parallel import image_pool
 from .store import ArtifactReader, ArtifactWriter
 
 STEPS = ("pamr", "crf", "saliency")
-IGNORE = 255
 
 
 def saliency_complete(maps: np.ndarray, ids: np.ndarray, saliency: np.ndarray, percentile: float) -> np.ndarray:
@@ -105,14 +105,8 @@ class _Refiner:
         self.voc, self.maps, self.cfg, self.steps, self.bg = voc, maps, cfg, steps, bg_threshold
 
     def __call__(self, image_id: str):
-        if image_id not in self.maps:
-            raise KeyError(f"{self.maps.path} has no map for image '{image_id}' of split '{self.voc.split}'")
-        maps, ids = with_background(self.maps[image_id].astype(np.float32), self.maps.attrs(image_id)["classes"],
-                                    self.bg)
-        image = self.voc.load_image(image_id)
-        if image.shape[:2] != maps.shape[1:]:
-            raise ValueError(f"map of '{image_id}' in {self.maps.path} is {maps.shape[1:]}, its image "
-                             f"{image.shape[:2]}")
+        image, maps, classes = image_and_maps(self.voc, self.maps, image_id)
+        maps, ids = with_background(maps, classes, self.bg)
         saliency = load_saliency(self.cfg["saliency"]["dir"], image_id, image.shape[:2]) \
             if "saliency" in self.steps else None
         return image_id, refine_image(image, maps, ids, self.steps, self.cfg, saliency)
@@ -145,7 +139,7 @@ def refine(maps: ArtifactReader, voc: VOCDataset, eval_voc: VOCDataset, out, cfg
                 if image_id in evaluated:
                     gt = voc.load_mask(image_id)
                     for a, label in zip(acc, labels):
-                        a.add(gt, label)
+                        add_scored(a, gt, label)   # saliency's 255 conflicts are not scored
     ladder = [{"step": name, **scores(a.matrix, voc.classes)} for name, a in zip(names, acc)]
     return {"split": voc.split, "eval_split": eval_voc.split, "images": len(voc), "steps": steps,
             "skipped": skipped, "ladder": ladder, **ladder[-1]}

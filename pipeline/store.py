@@ -219,6 +219,7 @@ class ArtifactReader:
         self._f = None
         self._pid = None
         self._keys = None
+        self._keyset = None
 
     def _file(self) -> h5py.File:
         # HDF5 handles must not be shared across fork: reopen in each process.
@@ -236,11 +237,13 @@ class ArtifactReader:
         return len(self.keys())
 
     def __contains__(self, key) -> bool:
-        return key in set(self.keys())
+        if self._keyset is None:  # stages test membership once per image: keep it O(1)
+            self._keyset = set(self.keys())
+        return key in self._keyset
 
     def _dataset(self, key) -> h5py.Dataset:
         if not isinstance(key, str) or key not in self._file():
-            raise KeyError(f"key {key!r} not in artifact {self.path}")
+            raise KeyError(f"key {key!r} not in artifact {self.path} (written for another split or image list?)")
         return self._file()[key]
 
     def __getitem__(self, key) -> np.ndarray:

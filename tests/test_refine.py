@@ -127,3 +127,30 @@ def test_chain_reports_every_step_and_cams_get_the_constant_background():
            "crf_softmax": {}, "crf_label": {}, "saliency": {"percentile": 90}}
     labels = refine_image(image, maps, ids, ["pamr", "crf"], cfg)
     assert len(labels) == 3 and all((label == truth * 4).all() for label in labels)
+
+
+def test_refine_stage_with_saliency_scores_its_ignored_pixels_out(tmp_path, tiny_voc):
+    # saliency leaves 255 where two classes claim a pixel; the ladder must not score them
+    import cv2
+
+    from conftest import DEMO_CLASSES
+    from pipeline.data.voc import VOCDataset
+    from pipeline.refine import refine
+    from pipeline.store import ArtifactReader, ArtifactWriter
+
+    voc = VOCDataset(tiny_voc, DEMO_CLASSES, "train")
+    rng = np.random.default_rng(4)
+    (tmp_path / "sal").mkdir()
+    with ArtifactWriter(tmp_path / "rw.h5") as writer:
+        for image_id in voc.ids:
+            h, w = voc.load_image(image_id).shape[:2]
+            ids = [0, 1, 2]   # two classes that overlap: conflicts are certain
+            writer.write(image_id, rng.random((3, h, w)).astype(np.float32), classes=np.asarray(ids))
+            cv2.imwrite(str(tmp_path / "sal" / f"{image_id}.png"), np.full((h, w), 200, np.uint8))
+    cfg = {"steps": ["saliency"], "crf_mode": "label", "crf_softmax": {}, "crf_label": {}, "pamr": {},
+           "saliency": {"dir": str(tmp_path / "sal"), "percentile": 50}}
+    result = refine(ArtifactReader(tmp_path / "rw.h5"), voc, voc, tmp_path / "pseudo.h5", cfg, 0.15, "rw")
+    assert [row["step"] for row in result["ladder"]] == ["rw", "rw+saliency"]
+    labels = ArtifactReader(tmp_path / "pseudo.h5")
+    assert all((labels[i] == IGNORE).any() for i in voc.ids)
+    assert 0.0 <= result["miou"] <= 1.0
