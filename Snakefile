@@ -36,6 +36,7 @@ wildcard_constraints:
     net="|".join(NETS),
     demo="|".join(DEMOS) or "^$",
     method="|".join(CAM_METHODS),
+    labels="|".join(["full", *CAM_METHODS]),
 
 
 def ds(dataset):
@@ -78,6 +79,7 @@ def dataset_args(dataset):
 
 rule all:
     input:
+        "results/demo/miou.json",
         "results/demo/seeds/summary.json",
         "results/demo/rw/cam.json",
         "results/demo/rw/gradcam.json",
@@ -303,6 +305,119 @@ rule refine:
         "python -m stages.refine {params.data} --split {params.split} --eval-split {params.eval_split}"
         " --maps {input.maps} --source {params.source} --method {wildcards.method} --bg-threshold {params.bg}"
         " --cfg '{params.cfg}' --workers {threads} --out {output.labels} --report {output.report} 2>&1 | tee {log}"
+
+
+# Segmentation: segnet/{labels}.pt is trained on pseudo/{labels}.h5, or on the ground truth when
+# labels is `full` (the fully-supervised reference, same network and schedule).
+SEG_TEST_KEYS = ("test_scales", "test_flip", "test_crf", "crf")
+
+
+def segmentation_training(dataset):
+    cfg = cfgmod.stage_config(config, dataset, "segmentation")
+    return json.dumps({k: v for k, v in cfg.items() if k not in (*SEG_TEST_KEYS, "labels_from")}, sort_keys=True)
+
+
+def pseudo_labels(wildcards):
+    return [] if wildcards.labels == "full" else f"results/{wildcards.dataset}/pseudo/{wildcards.labels}.h5"
+
+
+rule train_segmentation:
+    input:
+        data=dataset_files,
+        labels=pseudo_labels,
+    output:
+        ckpt="results/{dataset}/segnet/{labels}.pt",
+        report="results/{dataset}/segnet/{labels}.json",
+    params:
+        data=lambda wc: dataset_args(wc.dataset),
+        split=lambda wc: ds(wc.dataset)["splits"]["cams"],
+        labels=lambda wc, input: input.labels or "gt",
+        cfg=lambda wc: segmentation_training(wc.dataset),
+        device=config["device"],
+        seed=config["seed"],
+    threads: 2
+    log:
+        "results/{dataset}/logs/train_segmentation_{labels}.log",
+    conda:
+        "envs/wsss.yaml"
+    shell:
+        "python -m stages.train_segmentation {params.data} --split {params.split} --labels {params.labels}"
+        " --cfg '{params.cfg}' --device {params.device} --seed {params.seed} --threads {threads}"
+        " --out {output.ckpt} --report {output.report} 2>&1 | tee {log}"
+
+
+rule predict:
+    input:
+        data=dataset_files,
+        model="results/{dataset}/segnet/{labels}.pt",
+    output:
+        preds="results/{dataset}/pred/{labels}.h5",
+        report="results/{dataset}/pred/{labels}.json",
+    params:
+        data=lambda wc: dataset_args(wc.dataset),
+        split=lambda wc: ds(wc.dataset)["splits"]["val"],
+        cfg=lambda wc: stage(wc.dataset, "segmentation", SEG_TEST_KEYS),
+        backbone=lambda wc: cfgmod.stage_config(config, wc.dataset, "segmentation")["backbone"],
+        device=config["device"],
+    threads: 2
+    log:
+        "results/{dataset}/logs/predict_{labels}.log",
+    conda:
+        "envs/wsss.yaml"
+    shell:
+        "python -m stages.predict {params.data} --split {params.split} --model {input.model}"
+        " --backbone {params.backbone} --cfg '{params.cfg}' --device {params.device} --threads {threads}"
+        " --out {output.preds} --report {output.report} 2>&1 | tee {log}"
+
+
+rule evaluate_full:
+    input:
+        data=dataset_files,
+        preds="results/{dataset}/pred/full.h5",
+    output:
+        "results/{dataset}/miou_full.json",
+    params:
+        data=lambda wc: dataset_args(wc.dataset),
+        split=lambda wc: ds(wc.dataset)["splits"]["val"],
+    log:
+        "results/{dataset}/logs/evaluate_full.log",
+    conda:
+        "envs/wsss.yaml"
+    shell:
+        "python -m stages.evaluate {params.data} --split {params.split} --preds {input.preds}"
+        " --out {output} 2>&1 | tee {log}"
+
+
+def final_input(name):
+    """Inputs of the final evaluation, for the method whose pseudo-labels train the network."""
+    def path(wildcards):
+        method = cfgmod.stage_config(config, wildcards.dataset, "segmentation")["labels_from"]
+        return name.format(dataset=wildcards.dataset, method=method)
+    return path
+
+
+rule evaluate:
+    input:
+        data=dataset_files,
+        preds=final_input("results/{dataset}/pred/{method}.h5"),
+        classifier="results/{dataset}/classifier.json",
+        seeds=final_input("results/{dataset}/seeds/{method}.json"),
+        pseudo=final_input("results/{dataset}/pseudo/{method}.json"),
+        full="results/{dataset}/miou_full.json",
+    output:
+        "results/{dataset}/miou.json",
+    params:
+        data=lambda wc: dataset_args(wc.dataset),
+        split=lambda wc: ds(wc.dataset)["splits"]["val"],
+        method=lambda wc: cfgmod.stage_config(config, wc.dataset, "segmentation")["labels_from"],
+    log:
+        "results/{dataset}/logs/evaluate.log",
+    conda:
+        "envs/wsss.yaml"
+    shell:
+        "python -m stages.evaluate {params.data} --split {params.split} --preds {input.preds}"
+        " --method {params.method} --classifier {input.classifier} --seeds {input.seeds}"
+        " --pseudo {input.pseudo} --full {input.full} --out {output} 2>&1 | tee {log}"
 
 
 def per_method(pattern):

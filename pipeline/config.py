@@ -56,6 +56,14 @@ def validate(config: dict) -> dict:
         if "saliency" in steps[:-1]:
             raise ConfigError(f"config key 'refine.steps' {steps} (dataset '{name}'): saliency gives labels, "
                               "not maps, so it must be the last step")
+        segmentation = stage_config(config, name, "segmentation")
+        methods = stage_config(config, name, "cams")["methods"]
+        if segmentation["labels_from"] not in methods:
+            raise ConfigError(f"config key 'segmentation.labels_from' (dataset '{name}'): "
+                              f"'{segmentation['labels_from']}' is not one of cams.methods {methods}")
+        if segmentation["scale_attention"] and segmentation["attention_scales"][0] != 1.0:
+            raise ConfigError(f"config key 'segmentation.attention_scales' {segmentation['attention_scales']} "
+                              f"(dataset '{name}'): the first scale must be 1.0, the input itself")
     return config
 
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from .affinity_labels import label_grid, pair_classes
-from .data.transforms import random_scale_flip_crop, to_tensor
+from .data.labelled_crops import LabelledCrops
 from .data.voc import VOCDataset
 from .models.affinity_net import AffinityNet, save_affinity_net
 from .models.classifier import normalisation
@@ -27,8 +27,8 @@ from .training import fit
 EPS = 1e-5
 
 
-class AffinityData(Dataset):
-    """Augmented crops and their labels on the feature grid (uint8, 255 = ignore)."""
+class AffinityData(LabelledCrops):
+    """Augmented crops and their affinity labels pooled onto the feature grid (uint8, 255 = ignore)."""
 
     def __init__(self, voc: VOCDataset, labels: ArtifactReader, mean, std, crop: int, scale_range,
                  stride: int, seed: int):
@@ -36,21 +36,12 @@ class AffinityData(Dataset):
         if missing:
             raise KeyError(f"{labels.path} has no affinity label for {len(missing)} images of split "
                            f"'{voc.split}', e.g. '{missing[0]}'")
-        self.voc, self.labels, self.mean, self.std = voc, labels, mean, std
-        self.crop, self.scale_range, self.stride, self.seed = crop, scale_range, stride, seed
-        self.fill = tuple(round(255 * m) for m in mean)
-        self.epoch = 0
-
-    def __len__(self):
-        return len(self.voc)
+        super().__init__(voc, labels.__getitem__, mean, std, crop, scale_range, seed)
+        self.stride = stride
 
     def __getitem__(self, idx):
-        image_id = self.voc.ids[idx]
-        rng = np.random.default_rng([self.seed, self.epoch, idx])
-        image, label = random_scale_flip_crop(self.voc.load_image(image_id), rng, self.scale_range, self.crop,
-                                              self.fill, label=self.labels[image_id])
-        grid = label_grid(label, self.stride)
-        return to_tensor(image, self.mean, self.std), torch.from_numpy(np.ascontiguousarray(grid))
+        x, label = super().__getitem__(idx)
+        return x, torch.from_numpy(np.ascontiguousarray(label_grid(label.numpy(), self.stride)))
 
 
 def pair_terms(features: torch.Tensor, labels: torch.Tensor, radius: int):

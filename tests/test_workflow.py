@@ -1,12 +1,14 @@
-"""The DAG itself: lint, the missing-VOC error, and the slice end to end on a VOC-format fixture."""
+"""The DAG itself: lint, the missing-VOC error, and the whole DAG end to end on a VOC-format fixture."""
 import json
 import subprocess
 import sys
 
 import h5py
 import numpy as np
+import pytest
 import torch
 import yaml
+from PIL import Image
 
 from conftest import DEMO_CLASSES, REPO
 
@@ -37,10 +39,12 @@ def test_slice_runs_on_a_voc_format_fixture(tmp_path, tiny_voc):
         "overrides": {"classifier": {"epochs": 1, "batch_size": 4, "crop_size": 48, "workers": 0},
                       "cams": {"scales": [1.0, 0.5]},
                       "affinity": {"levels": [1, 2], "dims": [8, 8], "stride": 4, "crop_size": 48, "epochs": 1,
-                                   "batch_size": 4, "workers": 0}}}}}
+                                   "batch_size": 4, "workers": 0},
+                      "segmentation": {"feature_level": 3, "channels": 32, "epochs": 1, "batch_size": 4,
+                                       "crop_size": 48, "workers": 0, "test_scales": [1.0, 0.5]}}}}}
     cfg = tmp_path / "fixture.yaml"
     cfg.write_text(yaml.safe_dump(overrides))
-    run = snakemake("--cores", "2", "results/voc/seeds/summary.json", "results/voc/pseudo/cam.json",
+    run = snakemake("--cores", "2", "results/voc/seeds/summary.json", "results/voc/miou.json",
                     "--configfile", str(cfg), cwd=tmp_path)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
 
@@ -77,6 +81,23 @@ def test_slice_runs_on_a_voc_format_fixture(tmp_path, tiny_voc):
         assert len(labels) == 10 and all(labels[k].dtype == np.uint8 for k in labels)
     with h5py.File(tmp_path / "results/voc/affinity/cam_labels.h5", "r") as labels:
         assert len(labels) == 10 and all(labels[k].dtype == np.uint8 for k in labels)
+
+    final = json.loads((tmp_path / "results/voc/miou.json").read_text())
+    full = json.loads((tmp_path / "results/voc/miou_full.json").read_text())
+    assert final["split"] == full["split"] == "val" and final["images"] == full["images"] == 6
+    assert final["weak_over_full"] == pytest.approx(final["miou"] / full["miou"])
+    stages = [row["stage"] for row in final["ladder"]]
+    assert stages == ["classifier", "seeds (cam @ 0.15)", "pseudo-labels: rw", "pseudo-labels: rw+pamr",
+                      "pseudo-labels: rw+pamr+crf", "segmentation (weak)", "segmentation (full supervision)"]
+    assert final["ladder"][1]["value"] == seeds["miou"] and final["ladder"][-1]["value"] == full["miou"]
+    for labels in ("cam", "full"):
+        ckpt = torch.load(tmp_path / f"results/voc/segnet/{labels}.pt", weights_only=True)
+        assert ckpt["meta"]["classes"] == DEMO_CLASSES
+        with h5py.File(tmp_path / f"results/voc/pred/{labels}.h5", "r") as preds:
+            assert sorted(preds) == sorted((tiny_voc / "ImageSets/Segmentation/val.txt").read_text().split())
+            for key in preds:
+                mask = np.asarray(Image.open(tiny_voc / "SegmentationClass" / f"{key}.png"))
+                assert preds[key].dtype == np.uint8 and preds[key].shape == mask.shape
     assert not list((tmp_path / "results").rglob("*.partial"))
 
 
