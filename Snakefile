@@ -6,6 +6,7 @@ import functools
 import json
 import os
 import sys
+from pathlib import Path
 
 sys.path.insert(0, workflow.basedir)
 from pipeline import config as cfgmod
@@ -441,3 +442,53 @@ rule summarize_cams:
     shell:
         "python -m stages.summarize_cams --seeds {input.seeds} --boxes {input.boxes}"
         " --timing {input.timing} --out {output} 2>&1 | tee {log}"
+
+
+def uses_rw(dataset):
+    return cfgmod.stage_config(config, dataset, "refine")["source"] == "rw"
+
+
+def final_if_rw(name):
+    """An input that exists only when the pseudo-labels come from the random walk."""
+    def paths(wildcards):
+        return [final_input(name)(wildcards)] if uses_rw(wildcards.dataset) else []
+    return paths
+
+
+rule report:
+    input:
+        data=dataset_files,
+        miou="results/{dataset}/miou.json",
+        seeds=per_method("results/{dataset}/seeds/{method}.json"),
+        classifier="results/{dataset}/classifier.json",
+        affinity=final_if_rw("results/{dataset}/affinity/{method}.json"),
+        segnet=final_input("results/{dataset}/segnet/{method}.json"),
+        segnet_full="results/{dataset}/segnet/full.json",
+        cams=final_input("results/{dataset}/cams/{method}.h5"),
+        rw=final_if_rw("results/{dataset}/rw/{method}.h5"),
+        pseudo=final_input("results/{dataset}/pseudo/{method}.h5"),
+        preds=final_input("results/{dataset}/pred/{method}.h5"),
+        preds_full="results/{dataset}/pred/full.h5",
+    output:
+        report("results/{dataset}/report.html", category="Report"),
+    params:
+        data=lambda wc: dataset_args(wc.dataset),
+        split=lambda wc: ds(wc.dataset)["splits"]["cams"],
+        val=lambda wc: ds(wc.dataset)["splits"]["val"],
+        seeds=lambda wc, input: " ".join(f"{Path(f).stem}={f}" for f in input.seeds),
+        histories=lambda wc, input: " ".join(
+            [f"classifier={input.classifier}"] + [f"affinity={f}" for f in input.affinity]
+            + [f"segnet_weak={input.segnet}", f"segnet_full={input.segnet_full}"]),
+        rw=lambda wc, input: f"--rw {input.rw}" if input.rw else "",
+        anchors=lambda wc: "--voc-anchors" if ds(wc.dataset)["kind"] == "voc" else "",
+        samples=lambda wc: cfgmod.stage_config(config, wc.dataset, "report")["samples"],
+    log:
+        "results/{dataset}/logs/report.log",
+    conda:
+        "envs/wsss.yaml"
+    shell:
+        "python -m stages.report {params.data} --split {params.split} --val-split {params.val}"
+        " --title 'WSSS run: {wildcards.dataset}' --miou {input.miou} --seeds {params.seeds}"
+        " --histories {params.histories} --cams {input.cams} {params.rw} --pseudo {input.pseudo}"
+        " --preds weak={input.preds} full={input.preds_full} --samples {params.samples} {params.anchors}"
+        " --out {output} 2>&1 | tee {log}"

@@ -21,7 +21,7 @@ from .data.voc import VOCDataset
 from .models.classifier import normalisation
 from .models.segnet import build_segnet, save_segnet
 from .seg_loss import IGNORE, clipped_cross_entropy
-from .training import fit
+from .training import file_identity, fit
 
 
 def pixel_loss(logits: torch.Tensor, target: torch.Tensor, cfg: dict) -> torch.Tensor:
@@ -36,9 +36,10 @@ def segmentation_loss(model, x: torch.Tensor, target: torch.Tensor, cfg: dict) -
 
 
 def train(voc: VOCDataset, label_of: Callable[[str], np.ndarray], labels_name: str, cfg: dict, out: str | Path,
-          device, seed: int = 0) -> dict:
-    """`labels_name` says where the labels came from (a pseudo-label file or 'ground truth'); it is
-    part of the resume key, so a partial run on other labels is not resumed."""
+          device, seed: int = 0, labels_file: str | None = None) -> dict:
+    """`labels_name` says where the labels came from (a pseudo-label file or 'ground truth');
+    with `labels_file`, that file's identity is part of the resume key, so a partial run on other
+    labels is not resumed."""
     out = Path(out)
     partial = out.with_name(out.name + ".partial")
     torch.manual_seed(seed)
@@ -52,7 +53,8 @@ def train(voc: VOCDataset, label_of: Callable[[str], np.ndarray], labels_name: s
         x, target = batch
         return segmentation_loss(model, x.to(device), target.to(device), cfg)
 
-    settings = {"cfg": json.dumps(cfg, sort_keys=True), "n_train": len(data), "labels": labels_name}
+    settings = {"cfg": json.dumps(cfg, sort_keys=True), "n_train": len(data),
+                "labels": file_identity(labels_file) if labels_file else labels_name}
     history = fit(model, loader, batch_loss, cfg, partial, settings, device, "segmentation",
                   on_epoch=lambda epoch: setattr(data, "epoch", epoch))
     model.cpu()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import warnings
 from pathlib import Path
 from collections.abc import Callable
@@ -17,6 +18,13 @@ from tqdm import tqdm
 
 class TrainingDiverged(RuntimeError):
     pass
+
+
+def file_identity(path) -> str:
+    """Path, size and modification time: part of a resume key, so that a `.partial` state trained
+    on labels that were rewritten since (same path, new content) is not resumed."""
+    stat = os.stat(path)
+    return f"{path} ({stat.st_size} bytes, modified {stat.st_mtime_ns})"
 
 
 def poly_lr(base: float, it: int, max_it: int, power: float) -> float:

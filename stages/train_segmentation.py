@@ -20,11 +20,11 @@ set_threads(args.threads)
 voc = VOCDataset(args.root, args.classes, args.split)
 if args.labels == "gt":
     voc.check(masks=True)
-    label_of, name = voc.load_mask, "ground truth"
+    label_of, name, labels_file = voc.load_mask, "ground truth", None
 else:
     voc.check(masks=False)
-    label_of, name = ArtifactReader(args.labels).__getitem__, args.labels
-result = train(voc, label_of, name, args.cfg, args.out, resolve_device(args.device), args.seed)
+    label_of, name, labels_file = ArtifactReader(args.labels).__getitem__, args.labels, args.labels
+result = train(voc, label_of, name, args.cfg, args.out, resolve_device(args.device), args.seed, labels_file)
 write_json(args.report, result)
 print(f"train_segmentation: {result['images']} images of {args.split} with {name}, final loss "
       f"{result['history'][-1]['loss']:.4f} -> {args.out}")

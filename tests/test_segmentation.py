@@ -14,6 +14,7 @@ from pipeline.models.segnet import SegmentationNet, load_segnet, save_segnet
 from pipeline.predict import predict_probs
 from pipeline.store import ArtifactReader, ArtifactWriter
 from pipeline.train_segmentation import segmentation_loss
+from pipeline.training import file_identity
 
 from conftest import DEMO_CLASSES
 
@@ -161,3 +162,12 @@ def test_checkpoint_roundtrip_and_errors(tmp_path):
     torch.save({"state_dict": {}, "meta": {"backbone": "x"}}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="other.pt is not a segmentation checkpoint"):
         load_segnet(tmp_path / "other.pt")
+
+
+def test_resume_key_changes_when_the_labels_are_rewritten(tmp_path):
+    labels = tmp_path / "pseudo.h5"
+    labels.write_bytes(b"old labels")
+    before = file_identity(labels)
+    assert file_identity(labels) == before
+    labels.write_bytes(b"new labels!")
+    assert file_identity(labels) != before and str(labels) in file_identity(labels)

@@ -1,5 +1,8 @@
 """The DAG itself: lint, the missing-VOC error, and the whole DAG end to end on a VOC-format fixture."""
 import json
+import os
+import re
+import shutil
 import subprocess
 import sys
 
@@ -11,6 +14,7 @@ import yaml
 from PIL import Image
 
 from conftest import DEMO_CLASSES, REPO
+from pipeline.report import IMAGE_CHECK
 
 
 def snakemake(*args, cwd, timeout=600):
@@ -32,7 +36,10 @@ def test_missing_voc_fails_at_once_with_the_layout(tmp_path):
     assert "JPEGImages/<id>.jpg" in out and "SegmentationClassAug" in out
 
 
-def test_slice_runs_on_a_voc_format_fixture(tmp_path, tiny_voc):
+@pytest.fixture(scope="module")
+def fixture_run(tmp_path_factory, tiny_voc):
+    """The whole DAG, report included, on the tiny VOC-format dataset (run once for this module)."""
+    tmp_path = tmp_path_factory.mktemp("dag")
     overrides = {"datasets": {"voc": {
         "root": str(tiny_voc), "classes": DEMO_CLASSES,
         "splits": {"classifier": "train", "classifier_val": "val", "cams": "train", "seeds": "train", "val": "val"},
@@ -44,9 +51,14 @@ def test_slice_runs_on_a_voc_format_fixture(tmp_path, tiny_voc):
                                        "crop_size": 48, "workers": 0, "test_scales": [1.0, 0.5]}}}}}
     cfg = tmp_path / "fixture.yaml"
     cfg.write_text(yaml.safe_dump(overrides))
-    run = snakemake("--cores", "2", "results/voc/seeds/summary.json", "results/voc/miou.json",
+    run = snakemake("--cores", "2", "results/voc/seeds/summary.json", "results/voc/report.html",
                     "--configfile", str(cfg), cwd=tmp_path)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return tmp_path
+
+
+def test_whole_dag_runs_on_a_voc_format_fixture(fixture_run, tiny_voc):
+    tmp_path = fixture_run
 
     summary = json.loads((tmp_path / "results/voc/seeds/summary.json").read_text())
     assert [row["method"] for row in summary["methods"]] == yaml.safe_load(
@@ -99,6 +111,55 @@ def test_slice_runs_on_a_voc_format_fixture(tmp_path, tiny_voc):
                 mask = np.asarray(Image.open(tiny_voc / "SegmentationClass" / f"{key}.png"))
                 assert preds[key].dtype == np.uint8 and preds[key].shape == mask.shape
     assert not list((tmp_path / "results").rglob("*.partial"))
+
+
+def chromium() -> str | None:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None and os.environ.get("WSSS_REQUIRE_BROWSER"):
+        pytest.fail("chromium is required here (WSSS_REQUIRE_BROWSER is set) but not on PATH")
+    if found is None:
+        pytest.skip("needs Debian's chromium (apt-get install chromium; .ci/run installs it)")
+    return found
+
+
+def open_in_browser(page, screenshot=None) -> tuple[str, str]:
+    """(the DOM after load, chromium's log with the page's console messages)."""
+    base = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
+    run = subprocess.run([*base, "--enable-logging=stderr", "--v=0", "--virtual-time-budget=10000",
+                          "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+    if screenshot is not None:
+        subprocess.run([*base, "--window-size=1400,2400", f"--screenshot={screenshot}", page.as_uri()],
+                       capture_output=True, timeout=120, check=True)
+    return run.stdout, run.stderr
+
+
+def test_the_browser_check_catches_a_broken_image_and_a_console_error(tmp_path):
+    page = tmp_path / "bad.html"
+    page.write_text('<!DOCTYPE html><html><body><img src="data:image/png;base64,AAAA">'
+                    '<script>console.error("boom")</script>' + IMAGE_CHECK + "</body></html>")
+    dom, log = open_in_browser(page)
+    assert 'data-images="1 loaded, 1 broken"' in dom and "CONSOLE" in log and "boom" in log
+
+
+def test_report_renders_in_chromium(fixture_run):
+    page = fixture_run / "results/voc/report.html"
+    text = page.read_text()
+    assert "http://" not in text.replace('xmlns="http://www.w3.org/2000/svg"', "")   # self-contained
+    shot = fixture_run / "report.png"
+    dom, log = open_in_browser(page, screenshot=shot)
+    # 4 train rows (image, truth, 1-3 CAMs, RW, pseudo-label) and 4 val rows (image, truth, 2 predictions)
+    images = int(re.search(r'data-images="(\d+) loaded, 0 broken"', dom).group(1))
+    assert images >= 4 * 5 + 4 * 4
+    assert "CONSOLE" not in log, log
+    for heading in ("Ladder", "Per-class IoU", "Seeds: mIoU against the background threshold", "Training curves",
+                    "Pseudo-labels (train)", "Predictions (val)"):
+        assert f"<h2>{heading}" in dom
+    ladder_rows = re.findall(r"<tr><td>(segmentation \(weak\)|seeds \(cam @ 0.15\))</td>", dom)
+    assert len(ladder_rows) == 4   # in the ladder and in the per-class table
+    assert "59.7 (PSA)" in dom     # the published VOC anchors beside the ladder
+    assert dom.count("<svg") == 1 + 4 and dom.count("<polyline") == 8 + 4
+    with Image.open(shot) as png:
+        assert png.size == (1400, 2400) and len(np.unique(np.asarray(png.convert("L")))) > 50   # not blank
 
 
 def test_a_failing_stage_fails_the_rule(tmp_path):
