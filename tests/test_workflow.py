@@ -5,6 +5,7 @@ import re
 import shutil
 import subprocess
 import sys
+import zipfile
 
 import h5py
 import numpy as np
@@ -180,3 +181,14 @@ def test_a_failing_stage_fails_the_rule(tmp_path):
     assert run.returncode != 0
     assert "Error in rule train_classifier" in out and "img.xml" in out
     assert "MissingOutputException" not in out
+
+
+def test_snakemake_report_embeds_the_html_report(fixture_run, tmp_path):
+    zipped = tmp_path / "snakemake-report.zip"
+    run = snakemake("--cores", "1", "--report", str(zipped), "results/voc/report.html",
+                    "--configfile", str(fixture_run / "fixture.yaml"), cwd=fixture_run, timeout=300)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    with zipfile.ZipFile(zipped) as archive:
+        embedded = [n for n in archive.namelist() if n.endswith("/report.html") and "/data/raw/" in n]
+        assert len(embedded) == 1
+        assert archive.read(embedded[0]) == (fixture_run / "results/voc/report.html").read_bytes()
