@@ -49,11 +49,12 @@ def root(dataset):
     return f"results/{dataset}/data" if ds(dataset)["kind"] == "demo" else ds(dataset)["root"]
 
 
-def stage(dataset, section, keys=None):
-    """A stage's settings as JSON; `keys` limits them to what the stage reads, so a change
-    elsewhere in the section (e.g. the list of methods) does not rerun it."""
+def stage(dataset, section, keys=None, exclude=()):
+    """A stage's settings as JSON; `keys` limits them to what the stage reads (or `exclude` drops
+    what another stage reads), so a change elsewhere in the section does not rerun it."""
     cfg = cfgmod.stage_config(config, dataset, section)
-    return json.dumps({k: cfg[k] for k in keys} if keys else cfg, sort_keys=True)
+    cfg = {k: cfg[k] for k in keys} if keys else {k: v for k, v in cfg.items() if k not in exclude}
+    return json.dumps(cfg, sort_keys=True)
 
 
 def dataset_files(wildcards):
@@ -222,11 +223,6 @@ rule affinity_labels:
         " --report {output.report} 2>&1 | tee {log}"
 
 
-def affinity_training(dataset):
-    cfg = cfgmod.stage_config(config, dataset, "affinity")
-    return json.dumps({k: v for k, v in cfg.items() if k not in LABEL_KEYS}, sort_keys=True)
-
-
 rule train_affinity:
     input:
         data=dataset_files,
@@ -237,7 +233,7 @@ rule train_affinity:
     params:
         data=lambda wc: dataset_args(wc.dataset),
         split=lambda wc: ds(wc.dataset)["splits"]["cams"],
-        cfg=lambda wc: affinity_training(wc.dataset),
+        cfg=lambda wc: stage(wc.dataset, "affinity", exclude=LABEL_KEYS),
         device=config["device"],
         seed=config["seed"],
     threads: 2
@@ -313,11 +309,6 @@ rule refine:
 SEG_TEST_KEYS = ("test_scales", "test_flip", "test_crf", "crf")
 
 
-def segmentation_training(dataset):
-    cfg = cfgmod.stage_config(config, dataset, "segmentation")
-    return json.dumps({k: v for k, v in cfg.items() if k not in (*SEG_TEST_KEYS, "labels_from")}, sort_keys=True)
-
-
 def pseudo_labels(wildcards):
     return [] if wildcards.labels == "full" else f"results/{wildcards.dataset}/pseudo/{wildcards.labels}.h5"
 
@@ -333,7 +324,7 @@ rule train_segmentation:
         data=lambda wc: dataset_args(wc.dataset),
         split=lambda wc: ds(wc.dataset)["splits"]["cams"],
         labels=lambda wc, input: input.labels or "gt",
-        cfg=lambda wc: segmentation_training(wc.dataset),
+        cfg=lambda wc: stage(wc.dataset, "segmentation", exclude=(*SEG_TEST_KEYS, "labels_from")),
         device=config["device"],
         seed=config["seed"],
     threads: 2

@@ -92,4 +92,4 @@ def make_labels(cams: ArtifactReader, voc: VOCDataset, out, cfg: dict, workers: 
 
 def score_labels(labels: ArtifactReader, voc: VOCDataset) -> dict:
     """Accuracy of the confident labels against the ground truth of voc, ignored pixels left out."""
-    return score_split(voc, lambda image_id: labels[image_id], "affinity label mIoU")
+    return score_split(voc, labels.__getitem__, "affinity label mIoU", "affinity label", labels.path)

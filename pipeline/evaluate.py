@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-
 from .data.voc import VOCDataset
 from .maps_io import score_split
 from .store import ArtifactReader
@@ -18,13 +16,7 @@ from .store import ArtifactReader
 
 def evaluate_predictions(preds: ArtifactReader, voc: VOCDataset, desc: str = "val mIoU") -> dict:
     """mIoU etc. of the stored label maps over the split (ground truth 255 is not scored)."""
-    def label_of(image_id: str) -> np.ndarray:
-        pred, shape = preds[image_id], voc.load_mask(image_id).shape
-        if pred.shape != shape:
-            raise ValueError(f"prediction '{image_id}' in {preds.path} is {pred.shape}, its mask "
-                             f"{voc.mask_path(image_id)} is {shape}")
-        return pred
-    return score_split(voc, label_of, desc)
+    return score_split(voc, preds.__getitem__, desc, "prediction", preds.path)
 
 
 def _read(path: str | Path) -> dict:

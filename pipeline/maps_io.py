@@ -30,11 +30,16 @@ def add_scored(acc: ConfusionAccumulator, gt: np.ndarray, label: np.ndarray) -> 
     acc.add(np.where(label == IGNORE, IGNORE, gt), label)
 
 
-def score_split(voc: VOCDataset, label_of: Callable[[str], np.ndarray], desc: str) -> dict:
-    """mIoU etc. of label_of(image_id) over the split, one confusion matrix for all images."""
+def score_split(voc: VOCDataset, label_of: Callable[[str], np.ndarray], desc: str, kind: str, source) -> dict:
+    """mIoU etc. of label_of(image_id) over the split, one confusion matrix for all images.
+    A label map of another size than its mask is an error naming both (`kind` of map, `source` file)."""
     acc = ConfusionAccumulator(len(voc.classes))
     for image_id in tqdm(voc.ids, desc=desc):
-        add_scored(acc, voc.load_mask(image_id), label_of(image_id))
+        gt, label = voc.load_mask(image_id), label_of(image_id)
+        if label.shape != gt.shape:
+            raise ValueError(f"{kind} '{image_id}' in {source} is {label.shape}, its mask "
+                             f"{voc.mask_path(image_id)} is {gt.shape}")
+        add_scored(acc, gt, label)
     return {"split": voc.split, "images": len(voc), **scores(acc.matrix, voc.classes)}
 
 

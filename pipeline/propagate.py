@@ -63,4 +63,4 @@ def propagate(model: AffinityNet, meta: dict, cams: ArtifactReader, voc: VOCData
 
 def evaluate_maps(maps: ArtifactReader, voc: VOCDataset, desc: str = "mIoU") -> dict:
     """mIoU of the per-pixel argmax of maps whose `classes` attribute names each channel."""
-    return score_split(voc, lambda image_id: argmax_label(maps, image_id), desc)
+    return score_split(voc, lambda image_id: argmax_label(maps, image_id), desc, "argmax map", maps.path)

@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from .data.demo import voc_palette
+from .maps_io import argmax_label
 
 # Published VOC 2012 figures (mIoU %, ResNet-based, no extra saliency), for scale only:
 # PSA = AffinityNet (Ahn & Kwak, CVPR 2018), IRN (Ahn, Cho & Kwak, CVPR 2019).
@@ -166,7 +167,6 @@ def render(title: str, sections: list[str]) -> str:
 
 def train_overlays(voc, cams, rw, pseudo, image_ids: list[str]) -> str:
     """image, ground truth, the CAM of each of the image's classes, RW argmax (if any), pseudo-label."""
-    from .maps_io import argmax_label
     rows = []
     for image_id in image_ids:
         image = voc.load_image(image_id)

@@ -35,11 +35,11 @@ def segmentation_loss(model, x: torch.Tensor, target: torch.Tensor, cfg: dict) -
     return pixel_loss(fused, target, cfg) + sum(pixel_loss(s, target, cfg) for s in per_scale)
 
 
-def train(voc: VOCDataset, label_of: Callable[[str], np.ndarray], labels_name: str, cfg: dict, out: str | Path,
-          device, seed: int = 0, labels_file: str | None = None) -> dict:
-    """`labels_name` says where the labels came from (a pseudo-label file or 'ground truth');
-    with `labels_file`, that file's identity is part of the resume key, so a partial run on other
-    labels is not resumed."""
+def train(voc: VOCDataset, label_of: Callable[[str], np.ndarray], labels_file: str | None, cfg: dict,
+          out: str | Path, device, seed: int = 0) -> dict:
+    """`labels_file`: the pseudo-label file behind label_of, or None for the ground truth. Its
+    identity is part of the resume key, so a partial run on other labels is not resumed."""
+    labels_name = labels_file or "ground truth"
     out = Path(out)
     partial = out.with_name(out.name + ".partial")
     torch.manual_seed(seed)

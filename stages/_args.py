@@ -22,6 +22,14 @@ def add_runtime(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
 
 
+def add_training(p: argparse.ArgumentParser, section: str, report: str) -> None:
+    """What every training stage takes: its config section, the seed and the two outputs."""
+    p.add_argument("--cfg", required=True, type=json_arg, help=f"JSON of the {section} config section")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="checkpoint path (.pt)")
+    p.add_argument("--report", required=True, help=report)
+
+
 def json_arg(text: str) -> dict:
     return json.loads(text)
 

@@ -2,15 +2,12 @@
 from pipeline.data.voc import VOCDataset
 from pipeline.device import resolve_device, set_threads
 from pipeline.train_classifier import train
-from stages._args import add_dataset, add_runtime, json_arg, parser, write_json
+from stages._args import add_dataset, add_runtime, add_training, parser, write_json
 
 p = parser(__doc__)
 add_dataset(p, split_flags=("--train-split", "--val-split"))
 add_runtime(p)
-p.add_argument("--cfg", required=True, type=json_arg, help="JSON of the classifier config section")
-p.add_argument("--seed", type=int, default=0)
-p.add_argument("--out", required=True, help="checkpoint path (.pt)")
-p.add_argument("--report", required=True, help="JSON with val mAP and the loss curve")
+add_training(p, "classifier", "JSON with val mAP and the loss curve")
 args = p.parse_args()
 
 set_threads(args.threads)
