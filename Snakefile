@@ -2,6 +2,9 @@
 #   snakemake --cores 2 results/demo/miou.json      (results/demo/report.html: the report)
 # Each rule calls one stage module with explicit paths; stage settings go through params,
 # so changing a value in config.yaml reruns only the rules that use it.
+# Per-image stages run as `shards` jobs each (config; scatter) whose files rule gather merges into
+# the one artifact the next stage reads. Rules that may use a GPU declare resources gpu=1;
+# profiles/default caps them locally, profiles/slurm turns them into GPU requests.
 import functools
 import json
 import os
@@ -10,8 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, workflow.basedir)
 from pipeline import config as cfgmod
-from pipeline.cams import ALL_METHODS as CAM_METHODS
-from pipeline.vit_cams import VIT_METHODS
+from pipeline.methods import ALL_METHODS as CAM_METHODS, VIT_METHODS
 from pipeline.data.voc import VOCDataset
 
 
@@ -34,6 +36,7 @@ NETS = {"classifier": "classifier", "classifier_vit": "vit_classifier"}
 
 wildcard_constraints:
     dataset="|".join(DATASETS),
+    shard=r"\d+-of-\d+",
     net="|".join(NETS),
     demo="|".join(DEMOS) or "^$",
     method="|".join(CAM_METHODS),
@@ -55,6 +58,18 @@ def stage(dataset, section, keys=None, exclude=()):
     cfg = cfgmod.stage_config(config, dataset, section)
     cfg = {k: cfg[k] for k in keys} if keys else {k: v for k, v in cfg.items() if k not in exclude}
     return json.dumps(cfg, sort_keys=True)
+
+
+SHARDS = config["shards"]
+THREADS = config["threads"]
+GPU = 0 if config["device"] == "cpu" else 1   # a job that may use the GPU holds one
+
+
+def shard_file(pattern):
+    """A sharded stage's output: pattern with `.shard-{shard}` before the extension, kept only
+    until rule gather has merged it."""
+    stem, ext = os.path.splitext(pattern)
+    return temp(f"{stem}.shard-{{shard}}{ext}")
 
 
 def dataset_files(wildcards):
@@ -115,7 +130,11 @@ rule train_classifier:
         cfg=lambda wc: stage(wc.dataset, NETS[wc.net]),
         device=config["device"],
         seed=config["seed"],
-    threads: 2
+    threads: THREADS
+    resources:
+        gpu=GPU,
+        mem_mb=16000,
+        runtime=720,
     log:
         "results/{dataset}/logs/train_{net}.log",
     conda:
@@ -139,24 +158,27 @@ rule extract_cams:
         data=dataset_files,
         ckpt=classifier_of,
     output:
-        maps="results/{dataset}/cams/{method}.h5",
-        timing="results/{dataset}/cams/{method}.json",
+        maps=shard_file("results/{dataset}/cams/{method}.h5"),
+        tally=shard_file("results/{dataset}/cams/{method}.json"),
     params:
         data=lambda wc: dataset_args(wc.dataset),
         split=lambda wc: ds(wc.dataset)["splits"]["cams"],
         cfg=lambda wc: stage(wc.dataset, "cams", ("scales", "flip", "fullycam_levels")),
         backbone=lambda wc: cfgmod.stage_config(config, wc.dataset, NETS[net_of(wc.method)])["backbone"],
         device=config["device"],
-    threads: 2
+    threads: THREADS
+    resources:
+        gpu=GPU,
+        mem_mb=8000,
+        runtime=240,
     log:
-        "results/{dataset}/logs/extract_cams_{method}.log",
+        "results/{dataset}/logs/extract_cams_{method}.shard-{shard}.log",
     conda:
         "envs/wsss.yaml"
     shell:
-        "python -m stages.extract_cams {params.data} --split {params.split} --classifier {input.ckpt}"
-        " --backbone {params.backbone} --method {wildcards.method} --cfg '{params.cfg}'"
-        " --device {params.device} --threads {threads} --out {output.maps} --report {output.timing}"
-        " 2>&1 | tee {log}"
+        "python -m stages.extract_cams {params.data} --split {params.split} --shard {wildcards.shard}"
+        " --classifier {input.ckpt} --backbone {params.backbone} --method {wildcards.method} --cfg '{params.cfg}'"
+        " --device {params.device} --threads {threads} --out {output.maps} --tally {output.tally} 2>&1 | tee {log}"
 
 
 rule evaluate_seeds:
@@ -205,22 +227,25 @@ rule affinity_labels:
         data=dataset_files,
         cams="results/{dataset}/cams/{method}.h5",
     output:
-        labels="results/{dataset}/affinity/{method}_labels.h5",
-        report="results/{dataset}/affinity/{method}_labels.json",
+        labels=shard_file("results/{dataset}/affinity/{method}_labels.h5"),
+        tally=shard_file("results/{dataset}/affinity/{method}_labels.json"),
     params:
         data=lambda wc: dataset_args(wc.dataset),
         split=lambda wc: ds(wc.dataset)["splits"]["cams"],
         eval_split=lambda wc: ds(wc.dataset)["splits"]["seeds"],
         cfg=lambda wc: stage(wc.dataset, "affinity", LABEL_KEYS),
-    threads: 2
+    threads: THREADS
+    resources:
+        mem_mb=4000,
+        runtime=240,
     log:
-        "results/{dataset}/logs/affinity_labels_{method}.log",
+        "results/{dataset}/logs/affinity_labels_{method}.shard-{shard}.log",
     conda:
         "envs/wsss.yaml"
     shell:
         "python -m stages.affinity_labels {params.data} --split {params.split} --eval-split {params.eval_split}"
-        " --cams {input.cams} --cfg '{params.cfg}' --workers {threads} --out {output.labels}"
-        " --report {output.report} 2>&1 | tee {log}"
+        " --shard {wildcards.shard} --cams {input.cams} --cfg '{params.cfg}' --workers {threads}"
+        " --out {output.labels} --tally {output.tally} 2>&1 | tee {log}"
 
 
 rule train_affinity:
@@ -236,7 +261,11 @@ rule train_affinity:
         cfg=lambda wc: stage(wc.dataset, "affinity", exclude=LABEL_KEYS),
         device=config["device"],
         seed=config["seed"],
-    threads: 2
+    threads: THREADS
+    resources:
+        gpu=GPU,
+        mem_mb=16000,
+        runtime=720,
     log:
         "results/{dataset}/logs/train_affinity_{method}.log",
     conda:
@@ -253,8 +282,8 @@ rule propagate:
         cams="results/{dataset}/cams/{method}.h5",
         affinity="results/{dataset}/affinity/{method}.pt",
     output:
-        maps="results/{dataset}/rw/{method}.h5",
-        report="results/{dataset}/rw/{method}.json",
+        maps=shard_file("results/{dataset}/rw/{method}.h5"),
+        tally=shard_file("results/{dataset}/rw/{method}.json"),
     params:
         data=lambda wc: dataset_args(wc.dataset),
         split=lambda wc: ds(wc.dataset)["splits"]["cams"],
@@ -262,16 +291,20 @@ rule propagate:
         cfg=lambda wc: stage(wc.dataset, "random_walk"),
         backbone=lambda wc: cfgmod.stage_config(config, wc.dataset, "affinity")["backbone"],
         device=config["device"],
-    threads: 2
+    threads: THREADS
+    resources:
+        gpu=GPU,
+        mem_mb=8000,
+        runtime=240,
     log:
-        "results/{dataset}/logs/propagate_{method}.log",
+        "results/{dataset}/logs/propagate_{method}.shard-{shard}.log",
     conda:
         "envs/wsss.yaml"
     shell:
         "python -m stages.propagate {params.data} --split {params.split} --eval-split {params.eval_split}"
-        " --cams {input.cams} --affinity {input.affinity} --backbone {params.backbone}"
+        " --shard {wildcards.shard} --cams {input.cams} --affinity {input.affinity} --backbone {params.backbone}"
         " --method {wildcards.method} --cfg '{params.cfg}' --device {params.device} --threads {threads}"
-        " --out {output.maps} --report {output.report} 2>&1 | tee {log}"
+        " --out {output.maps} --tally {output.tally} 2>&1 | tee {log}"
 
 
 def refine_source(wildcards):
@@ -284,8 +317,8 @@ rule refine:
         data=dataset_files,
         maps=refine_source,
     output:
-        labels="results/{dataset}/pseudo/{method}.h5",
-        report="results/{dataset}/pseudo/{method}.json",
+        labels=shard_file("results/{dataset}/pseudo/{method}.h5"),
+        tally=shard_file("results/{dataset}/pseudo/{method}.json"),
     params:
         data=lambda wc: dataset_args(wc.dataset),
         split=lambda wc: ds(wc.dataset)["splits"]["cams"],
@@ -293,15 +326,19 @@ rule refine:
         cfg=lambda wc: stage(wc.dataset, "refine"),
         source=lambda wc: cfgmod.stage_config(config, wc.dataset, "refine")["source"],
         bg=lambda wc: cfgmod.stage_config(config, wc.dataset, "seeds")["bg_threshold"],
-    threads: 2
+    threads: THREADS
+    resources:
+        mem_mb=4000,
+        runtime=240,
     log:
-        "results/{dataset}/logs/refine_{method}.log",
+        "results/{dataset}/logs/refine_{method}.shard-{shard}.log",
     conda:
         "envs/wsss.yaml"
     shell:
         "python -m stages.refine {params.data} --split {params.split} --eval-split {params.eval_split}"
-        " --maps {input.maps} --source {params.source} --method {wildcards.method} --bg-threshold {params.bg}"
-        " --cfg '{params.cfg}' --workers {threads} --out {output.labels} --report {output.report} 2>&1 | tee {log}"
+        " --shard {wildcards.shard} --maps {input.maps} --source {params.source} --method {wildcards.method}"
+        " --bg-threshold {params.bg} --cfg '{params.cfg}' --workers {threads} --out {output.labels}"
+        " --tally {output.tally} 2>&1 | tee {log}"
 
 
 # Segmentation: segnet/{labels}.pt is trained on pseudo/{labels}.h5, or on the ground truth when
@@ -327,7 +364,11 @@ rule train_segmentation:
         cfg=lambda wc: stage(wc.dataset, "segmentation", exclude=(*SEG_TEST_KEYS, "labels_from")),
         device=config["device"],
         seed=config["seed"],
-    threads: 2
+    threads: THREADS
+    resources:
+        gpu=GPU,
+        mem_mb=16000,
+        runtime=1440,
     log:
         "results/{dataset}/logs/train_segmentation_{labels}.log",
     conda:
@@ -343,23 +384,55 @@ rule predict:
         data=dataset_files,
         model="results/{dataset}/segnet/{labels}.pt",
     output:
-        preds="results/{dataset}/pred/{labels}.h5",
-        report="results/{dataset}/pred/{labels}.json",
+        preds=shard_file("results/{dataset}/pred/{labels}.h5"),
+        tally=shard_file("results/{dataset}/pred/{labels}.json"),
     params:
         data=lambda wc: dataset_args(wc.dataset),
         split=lambda wc: ds(wc.dataset)["splits"]["val"],
         cfg=lambda wc: stage(wc.dataset, "segmentation", SEG_TEST_KEYS),
         backbone=lambda wc: cfgmod.stage_config(config, wc.dataset, "segmentation")["backbone"],
         device=config["device"],
-    threads: 2
+    threads: THREADS
+    resources:
+        gpu=GPU,
+        mem_mb=8000,
+        runtime=240,
     log:
-        "results/{dataset}/logs/predict_{labels}.log",
+        "results/{dataset}/logs/predict_{labels}.shard-{shard}.log",
     conda:
         "envs/wsss.yaml"
     shell:
-        "python -m stages.predict {params.data} --split {params.split} --model {input.model}"
-        " --backbone {params.backbone} --cfg '{params.cfg}' --device {params.device} --threads {threads}"
-        " --out {output.preds} --report {output.report} 2>&1 | tee {log}"
+        "python -m stages.predict {params.data} --split {params.split} --shard {wildcards.shard}"
+        " --model {input.model} --backbone {params.backbone} --cfg '{params.cfg}' --device {params.device}"
+        " --threads {threads} --out {output.preds} --tally {output.tally} 2>&1 | tee {log}"
+
+
+def shards_of(ext):
+    """The files of every shard of the artifact rule gather makes."""
+    def files(wildcards):
+        return [f"results/{wildcards.dataset}/{wildcards.artifact}.shard-{k}-of-{SHARDS}.{ext}"
+                for k in range(1, SHARDS + 1)]
+    return files
+
+
+rule gather:
+    input:
+        shards=shards_of("h5"),
+        tallies=shards_of("json"),
+    output:
+        maps="results/{dataset}/{artifact}.h5",
+        report="results/{dataset}/{artifact}.json",
+    wildcard_constraints:
+        artifact=r"(cams|rw|pseudo|pred)/\w+|affinity/\w+_labels",
+    params:
+        classes=lambda wc: json.dumps(ds(wc.dataset)["classes"]),
+    log:
+        "results/{dataset}/logs/gather_{artifact}.log",
+    conda:
+        "envs/wsss.yaml"
+    shell:
+        "python -m stages.gather --classes '{params.classes}' --shards {input.shards} --tallies {input.tallies}"
+        " --out {output.maps} --report {output.report} 2>&1 | tee {log}"
 
 
 rule evaluate_full:

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from .crf import crf_softmax
 from .data.voc import VOCDataset
-from .maps_io import IGNORE, image_and_maps, score_split
+from .maps_io import IGNORE, confusion_split, image_and_maps
 from .parallel import image_pool
 from .store import ArtifactReader, ArtifactWriter
 
@@ -74,7 +74,8 @@ class _Labeller:
 
 
 def make_labels(cams: ArtifactReader, voc: VOCDataset, out, cfg: dict, workers: int = 1) -> dict:
-    """One uint8 label map per image of voc into `out` (resumable); returns label coverage."""
+    """One uint8 label map per image of voc into `out` (resumable); returns the tally
+    (pipeline.shards) with the label coverage of the images computed now."""
     params = {k: cfg[k] for k in ("alpha_low", "alpha_high", "crf")}
     counts = np.zeros(3, np.int64)  # foreground, background, ignored pixels (of this run's images)
     with ArtifactWriter(out, meta={**params, "classes": voc.classes}) as writer:
@@ -85,11 +86,10 @@ def make_labels(cams: ArtifactReader, voc: VOCDataset, out, cfg: dict, workers: 
                                         desc="affinity labels"):
                 writer.write(image_id, label)
                 counts += [np.sum((label != 0) & (label != IGNORE)), np.sum(label == 0), np.sum(label == IGNORE)]
-    total = max(int(counts.sum()), 1)
-    return {"images": len(voc), "computed_now": len(todo), "fg_fraction": counts[0] / total,
-            "bg_fraction": counts[1] / total, "ignored_fraction": counts[2] / total}
+    return {"images": len(voc), "computed_now": len(todo),
+            "pixels": {"fg": int(counts[0]), "bg": int(counts[1]), "ignored": int(counts[2])}}
 
 
-def score_labels(labels: ArtifactReader, voc: VOCDataset) -> dict:
-    """Accuracy of the confident labels against the ground truth of voc, ignored pixels left out."""
-    return score_split(voc, labels.__getitem__, "affinity label mIoU", "affinity label", labels.path)
+def labels_confusion(labels: ArtifactReader, voc: VOCDataset) -> np.ndarray:
+    """The confident labels against the ground truth of voc, ignored pixels left out."""
+    return confusion_split(voc, labels.__getitem__, "affinity label mIoU", "affinity label", labels.path)

@@ -16,14 +16,12 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from .data.voc import VOCDataset
+from .methods import CNN_METHODS
 from .models.classifier import Classifier
 from .multiscale import scale_sum
 from .store import ArtifactWriter
 from .vit_cams import VIT_METHODS, vit_multiscale_cam
 
-
-METHODS = ("cam", "cam_nwc", "gradcam", "gradcampp", "layercam", "fullycam")
-ALL_METHODS = METHODS + VIT_METHODS   # the ViT ones run on the ViT-hybrid classifier
 
 
 def class_activation(features: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -85,8 +83,8 @@ def multiscale_cam(model: Classifier, image: np.ndarray, class_ids: np.ndarray, 
     shallow layer's small activations still count.
     Returns float32 (K, H, W) with values in [0, 1].
     """
-    if method not in METHODS:
-        raise ValueError(f"CAM method '{method}' is unknown; expected one of {METHODS}")
+    if method not in CNN_METHODS:
+        raise ValueError(f"CAM method '{method}' is unknown; expected one of {CNN_METHODS}")
     layer_maps = lambda x: _activation_maps(model, x, class_ids, method, levels)  # noqa: E731
     return scale_sum(image, len(class_ids), scales, flip, mean, std, device, layer_maps,
                      unit_layers=method == "fullycam")
@@ -111,7 +109,7 @@ class _Images(Dataset):
 def extract(model: Classifier, meta: dict, voc: VOCDataset, out: str | Path, scales, flip: bool,
             device, method: str = "cam", levels=(), workers: int = 1) -> dict:
     """Write one float16 (K, H, W) map per image with attribute `classes`; resumes from NAME.partial.
-    Returns the count of images computed now and their mean seconds per image."""
+    Returns the tally (pipeline.shards): images, those computed now and their seconds."""
     model.eval().to(device)
     params = {"method": method, "levels": list(levels), "scales": list(scales), "flip": flip,
               "classes": voc.classes}
@@ -131,5 +129,4 @@ def extract(model: Classifier, meta: dict, voc: VOCDataset, out: str | Path, sca
                                       device, method, levels)
             seconds += time.perf_counter() - start
             writer.write(image_id, maps, classes=np.asarray(class_ids, np.int64))
-    return {"images": len(voc), "computed_now": len(todo),
-            "seconds_per_image": seconds / len(todo) if todo else None}
+    return {"images": len(voc), "computed_now": len(todo), "seconds": seconds}

@@ -18,3 +18,9 @@ def resolve_device(name: str) -> torch.device:
 def set_threads(threads: int | None) -> None:
     if threads:
         torch.set_num_threads(threads)
+
+
+def loader_workers(configured: int, threads: int | None) -> int:
+    """DataLoader workers within the job's CPUs: a cluster job that spawns more processes than
+    the threads it asked for slows down its neighbours."""
+    return min(configured, threads) if threads else configured

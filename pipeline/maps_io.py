@@ -30,9 +30,10 @@ def add_scored(acc: ConfusionAccumulator, gt: np.ndarray, label: np.ndarray) -> 
     acc.add(np.where(label == IGNORE, IGNORE, gt), label)
 
 
-def score_split(voc: VOCDataset, label_of: Callable[[str], np.ndarray], desc: str, kind: str, source) -> dict:
-    """mIoU etc. of label_of(image_id) over the split, one confusion matrix for all images.
-    A label map of another size than its mask is an error naming both (`kind` of map, `source` file)."""
+def confusion_split(voc: VOCDataset, label_of: Callable[[str], np.ndarray], desc: str, kind: str,
+                    source) -> np.ndarray:
+    """One confusion matrix of label_of(image_id) against the masks of every image of voc. A label
+    map of another size than its mask is an error naming both (`kind` of map, `source` file)."""
     acc = ConfusionAccumulator(len(voc.classes))
     for image_id in tqdm(voc.ids, desc=desc):
         gt, label = voc.load_mask(image_id), label_of(image_id)
@@ -40,7 +41,13 @@ def score_split(voc: VOCDataset, label_of: Callable[[str], np.ndarray], desc: st
             raise ValueError(f"{kind} '{image_id}' in {source} is {label.shape}, its mask "
                              f"{voc.mask_path(image_id)} is {gt.shape}")
         add_scored(acc, gt, label)
-    return {"split": voc.split, "images": len(voc), **scores(acc.matrix, voc.classes)}
+    return acc.matrix
+
+
+def score_split(voc: VOCDataset, label_of: Callable[[str], np.ndarray], desc: str, kind: str, source) -> dict:
+    """mIoU etc. of label_of(image_id) over the split (see confusion_split)."""
+    matrix = confusion_split(voc, label_of, desc, kind, source)
+    return {"split": voc.split, "images": len(voc), **scores(matrix, voc.classes)}
 
 
 def argmax_label(maps: ArtifactReader, image_id: str) -> np.ndarray:

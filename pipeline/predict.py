@@ -53,5 +53,4 @@ def predict(model: SegmentationNet, meta: dict, voc: VOCDataset, out, cfg: dict,
                 probs = crf_softmax(image, probs, cfg["crf"])
             seconds += time.perf_counter() - start
             writer.write(image_id, probs.argmax(0).astype(np.uint8))
-    return {"split": voc.split, "images": len(voc), "computed_now": len(todo),
-            "seconds_per_image": seconds / len(todo) if todo else None}
+    return {"split": voc.split, "images": len(voc), "computed_now": len(todo), "seconds": seconds}

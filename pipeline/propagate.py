@@ -16,7 +16,7 @@ from tqdm import tqdm
 from .affinity_labels import background_score
 from .data.transforms import to_tensor
 from .data.voc import VOCDataset
-from .maps_io import argmax_label, image_and_maps, score_split
+from .maps_io import argmax_label, confusion_split, image_and_maps
 from .models.affinity_net import AffinityNet
 from .random_walk import random_walk, transition_weights
 from .store import ArtifactReader, ArtifactWriter
@@ -57,10 +57,10 @@ def propagate(model: AffinityNet, meta: dict, cams: ArtifactReader, voc: VOCData
             walked = propagate_image(model, image, maps, meta["mean"], meta["std"], device, params)
             seconds += time.perf_counter() - start
             writer.write(image_id, walked, classes=np.asarray([0, *class_ids], np.int64))
-    return {"images": len(voc), "computed_now": len(todo),
-            "seconds_per_image": seconds / len(todo) if todo else None}
+    return {"images": len(voc), "computed_now": len(todo), "seconds": seconds}
 
 
-def evaluate_maps(maps: ArtifactReader, voc: VOCDataset, desc: str = "mIoU") -> dict:
-    """mIoU of the per-pixel argmax of maps whose `classes` attribute names each channel."""
-    return score_split(voc, lambda image_id: argmax_label(maps, image_id), desc, "argmax map", maps.path)
+def argmax_confusion(maps: ArtifactReader, voc: VOCDataset, desc: str = "mIoU") -> np.ndarray:
+    """The confusion matrix of the per-pixel argmax of maps whose `classes` attribute names each
+    channel, over the images of voc."""
+    return confusion_split(voc, lambda image_id: argmax_label(maps, image_id), desc, "argmax map", maps.path)

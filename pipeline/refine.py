@@ -23,7 +23,7 @@ from tqdm import tqdm
 from .crf import crf_labels, crf_softmax
 from .data.voc import VOCDataset
 from .maps_io import IGNORE, add_scored, image_and_maps
-from .metrics import ConfusionAccumulator, scores
+from .metrics import ConfusionAccumulator
 from .pamr import pamr
 from .parallel import image_pool
 from .store import ArtifactReader, ArtifactWriter
@@ -115,7 +115,8 @@ class _Refiner:
 def refine(maps: ArtifactReader, voc: VOCDataset, eval_voc: VOCDataset, out, cfg: dict, bg_threshold: float,
            source: str, workers: int = 1) -> dict:
     """Write the final uint8 labels of every image of voc (resumable) and score each step of the
-    chain on the images of eval_voc."""
+    chain on the images of eval_voc; returns the tally (pipeline.shards) with one confusion
+    matrix per step."""
     steps, skipped = active_steps(cfg)
     if "saliency" in steps and steps[-1] != "saliency":
         raise ValueError(f"refine.steps {cfg['steps']}: saliency gives labels, not maps, so it must be last")
@@ -140,6 +141,5 @@ def refine(maps: ArtifactReader, voc: VOCDataset, eval_voc: VOCDataset, out, cfg
                     gt = voc.load_mask(image_id)
                     for a, label in zip(acc, labels):
                         add_scored(a, gt, label)   # saliency's 255 conflicts are not scored
-    ladder = [{"step": name, **scores(a.matrix, voc.classes)} for name, a in zip(names, acc)]
-    return {"split": voc.split, "eval_split": eval_voc.split, "images": len(voc), "steps": steps,
-            "skipped": skipped, "ladder": ladder, **ladder[-1]}
+    return {"split": voc.split, "eval_split": eval_voc.split, "images": len(voc), "eval_images": len(eval_voc),
+            "steps": steps, "skipped": skipped, "confusion": [[n, a.matrix.tolist()] for n, a in zip(names, acc)]}

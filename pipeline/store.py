@@ -273,3 +273,41 @@ class ArtifactReader:
     def __exit__(self, *exc):
         self.close()
         return False
+
+
+def merge_artifacts(paths, out) -> int:
+    """Copy every dataset of the finished artifacts `paths` into one artifact `out` (published
+    atomically like a writer's). The datasets are copied as stored, attributes included, so the
+    result holds exactly what a single run over all their images writes. The files must have been
+    written with the same parameters (root `meta`) and hold disjoint keys. Returns the key count."""
+    out = os.fspath(out)
+    partial = out + ".partial"
+    seen: dict[str, str] = {}
+    try:
+        with h5py.File(partial, "w") as dst:
+            for path in map(os.fspath, paths):
+                _copy_shard(path, dst, seen, first=os.fspath(paths[0]))
+    except BaseException:
+        os.remove(partial)   # a merge is cheap to redo; half of one is of no use
+        raise
+    with open(partial, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(partial, out)
+    return len(seen)
+
+
+def _copy_shard(path: str, dst: h5py.File, seen: dict[str, str], first: str) -> None:
+    with h5py.File(path, "r") as src:
+        stored = src.attrs.get(_META)
+        if path == first and stored is not None:
+            dst.attrs[_META] = stored
+        elif stored != dst.attrs.get(_META):
+            raise ValueError(f"{path} was written with other parameters than {first}: "
+                             f"{stored} vs {dst.attrs.get(_META)}")
+        for key in src:
+            if key in seen:
+                raise ValueError(f"key {key!r} is in both {seen[key]} and {path}")
+            if src[key].attrs.get(_COMPLETE, 0) != 1:
+                raise ValueError(f"key {key!r} of {path} is incomplete (not a finished artifact?)")
+            src.copy(src[key], dst, name=key)
+            seen[key] = path

@@ -13,9 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .methods import VIT_METHODS
 from .multiscale import scale_sum
-
-VIT_METHODS = ("getam", "attnfusion")
 
 
 def getam_map(attns, grads, start_block: int, grid) -> torch.Tensor:

@@ -22,6 +22,14 @@ def add_runtime(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
 
 
+def add_shard(p: argparse.ArgumentParser, what: str) -> None:
+    """A per-image stage: which shard of the split it runs, and the tally it leaves for
+    stages.gather (pipeline/shards.py)."""
+    p.add_argument("--shard", default="1-of-1", help="k-of-n: every n-th image of the split, from the k-th on")
+    p.add_argument("--out", required=True, help=f"HDF5 output of this shard ({what})")
+    p.add_argument("--tally", required=True, help="JSON tally of this shard, for stages.gather")
+
+
 def add_training(p: argparse.ArgumentParser, section: str, report: str) -> None:
     """What every training stage takes: its config section, the seed and the two outputs."""
     p.add_argument("--cfg", required=True, type=json_arg, help=f"JSON of the {section} config section")

@@ -1,29 +1,28 @@
-"""Refine class maps into the final pseudo-labels (PAMR, CRF, saliency): python -m stages.refine ..."""
+"""Refine one shard's class maps into the final pseudo-labels (PAMR, CRF, saliency): python -m stages.refine ..."""
 from pipeline.data.voc import VOCDataset
 from pipeline.device import set_threads
 from pipeline.refine import refine
+from pipeline.shards import select_shard
 from pipeline.store import ArtifactReader
-from stages._args import add_dataset, json_arg, parser, write_json
+from stages._args import add_dataset, add_shard, json_arg, parser, write_json
 
 p = parser(__doc__)
 add_dataset(p, split_flags=("--split", "--eval-split"))
+add_shard(p, "uint8 labels, 255 = ignore")
 p.add_argument("--maps", required=True, help="HDF5 of class maps: cams/{method}.h5 or rw/{method}.h5")
 p.add_argument("--source", required=True, choices=["rw", "cams"])
 p.add_argument("--method", required=True)
 p.add_argument("--bg-threshold", type=float, required=True, help="background of CAM maps (seeds.bg_threshold)")
 p.add_argument("--cfg", required=True, type=json_arg, help="JSON of the refine config section")
 p.add_argument("--workers", type=int, default=1, help="processes refining images")
-p.add_argument("--out", required=True, help="HDF5 output (uint8 labels, 255 = ignore)")
-p.add_argument("--report", required=True, help="JSON with the ladder of mIoU after each step")
 args = p.parse_args()
 
 set_threads(1)   # one thread per worker process: images run in parallel instead
-voc = VOCDataset(args.root, args.classes, args.split)
+voc, eval_voc = select_shard(VOCDataset(args.root, args.classes, args.split), args.shard,
+                             VOCDataset(args.root, args.classes, args.eval_split))
 voc.check(masks=False)
-eval_voc = VOCDataset(args.root, args.classes, args.eval_split)
 eval_voc.check(masks=True)
-result = refine(ArtifactReader(args.maps), voc, eval_voc, args.out, args.cfg, args.bg_threshold, args.source,
-                args.workers)
-write_json(args.report, {"method": args.method, **result})
-print("refine: " + " -> ".join(f"{row['step']} {row['miou']:.4f}" for row in result["ladder"])
-      + f" (mIoU on {args.eval_split}) -> {args.out}")
+tally = refine(ArtifactReader(args.maps), voc, eval_voc, args.out, args.cfg, args.bg_threshold, args.source,
+               args.workers)
+write_json(args.tally, {"method": args.method, **tally})
+print(f"refine: {args.method} labels of {len(voc)} images of shard {args.shard} -> {args.out}")

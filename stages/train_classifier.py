@@ -1,6 +1,6 @@
 """Train the multi-label classifier: python -m stages.train_classifier --root R --classes JSON ..."""
 from pipeline.data.voc import VOCDataset
-from pipeline.device import resolve_device, set_threads
+from pipeline.device import loader_workers, resolve_device, set_threads
 from pipeline.train_classifier import train
 from stages._args import add_dataset, add_runtime, add_training, parser, write_json
 
@@ -11,6 +11,7 @@ add_training(p, "classifier", "JSON with val mAP and the loss curve")
 args = p.parse_args()
 
 set_threads(args.threads)
+args.cfg["workers"] = loader_workers(args.cfg["workers"], args.threads)
 train_voc = VOCDataset(args.root, args.classes, args.train_split)
 val_voc = VOCDataset(args.root, args.classes, args.val_split)
 train_voc.check(masks=False)

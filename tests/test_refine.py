@@ -136,6 +136,7 @@ def test_refine_stage_with_saliency_scores_its_ignored_pixels_out(tmp_path, tiny
     from conftest import DEMO_CLASSES
     from pipeline.data.voc import VOCDataset
     from pipeline.refine import refine
+    from pipeline.shards import tally_report
     from pipeline.store import ArtifactReader, ArtifactWriter
 
     voc = VOCDataset(tiny_voc, DEMO_CLASSES, "train")
@@ -149,7 +150,8 @@ def test_refine_stage_with_saliency_scores_its_ignored_pixels_out(tmp_path, tiny
             cv2.imwrite(str(tmp_path / "sal" / f"{image_id}.png"), np.full((h, w), 200, np.uint8))
     cfg = {"steps": ["saliency"], "crf_mode": "label", "crf_softmax": {}, "crf_label": {}, "pamr": {},
            "saliency": {"dir": str(tmp_path / "sal"), "percentile": 50}}
-    result = refine(ArtifactReader(tmp_path / "rw.h5"), voc, voc, tmp_path / "pseudo.h5", cfg, 0.15, "rw")
+    tally = refine(ArtifactReader(tmp_path / "rw.h5"), voc, voc, tmp_path / "pseudo.h5", cfg, 0.15, "rw")
+    result = tally_report(tally, DEMO_CLASSES)
     assert [row["step"] for row in result["ladder"]] == ["rw", "rw+saliency"]
     labels = ArtifactReader(tmp_path / "pseudo.h5")
     assert all((labels[i] == IGNORE).any() for i in voc.ids)

@@ -14,7 +14,7 @@ import torch
 import yaml
 from PIL import Image
 
-from conftest import DEMO_CLASSES, REPO
+from conftest import DEMO_CLASSES, REPO, listed_voc
 from pipeline.report import IMAGE_CHECK
 
 
@@ -36,6 +36,19 @@ def test_missing_voc_fails_at_once_with_the_layout(tmp_path):
     assert "data/VOCdevkit/VOC2012/ImageSets/Segmentation/train_aug.txt" in out
     assert "JPEGImages/<id>.jpg" in out and "SegmentationClassAug" in out
 
+
+
+def test_the_voc_sized_dag_has_one_job_per_stage_and_shard(tmp_path):
+    """10,582 listed images and 4 shards: the dry run plans jobs per stage and shard, not per image
+    (timing: benchmarks/bench_dag.py)."""
+    listed_voc(tmp_path / "data/VOCdevkit/VOC2012")
+    run = snakemake("-n", "--cores", "8", "--config", "shards=4", "--", "results/voc/miou.json", cwd=tmp_path)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    jobs = {rule: int(n) for rule, n in re.findall(r"^(\w+)\s+(\d+)$", run.stdout, re.M)}
+    # per-image stages: 4 shards each (predict: weak and full networks) + one gather per artifact
+    assert jobs == {"train_classifier": 1, "extract_cams": 4, "evaluate_seeds": 1, "affinity_labels": 4,
+                    "train_affinity": 1, "propagate": 4, "refine": 4, "train_segmentation": 2, "predict": 8,
+                    "gather": 6, "evaluate_full": 1, "evaluate": 1, "total": 37}
 
 @pytest.fixture(scope="module")
 def fixture_run(tmp_path_factory, tiny_voc):
@@ -113,6 +126,76 @@ def test_whole_dag_runs_on_a_voc_format_fixture(fixture_run, tiny_voc):
                 assert preds[key].dtype == np.uint8 and preds[key].shape == mask.shape
     assert not list((tmp_path / "results").rglob("*.partial"))
 
+
+
+def same_artifact(path_a, path_b) -> None:
+    with h5py.File(path_a, "r") as a, h5py.File(path_b, "r") as b:
+        assert sorted(a) == sorted(b) and a.attrs["meta"] == b.attrs["meta"], path_b
+        for key in a:
+            assert np.array_equal(a[key][()], b[key][()]), f"{path_b}: {key}"
+            assert {k: v.tolist() for k, v in a[key].attrs.items()} == \
+                {k: v.tolist() for k, v in b[key].attrs.items()}, f"{path_b}: attributes of {key}"
+
+
+def test_three_shards_give_the_artifacts_of_one(fixture_run, tmp_path):
+    """The fixture's DAG again from its classifier with shards: 3: the same artifacts and scores."""
+    (tmp_path / "results/voc").mkdir(parents=True)
+    for name in ("classifier.pt", "classifier.json"):
+        shutil.copy2(fixture_run / "results/voc" / name, tmp_path / "results/voc" / name)
+    args = ["--configfile", str(fixture_run / "fixture.yaml"), "--config", "shards=3", "--", "results/voc/miou.json"]
+    dry = snakemake("-n", "--cores", "2", *args, cwd=tmp_path, timeout=120)
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", dry.stdout, re.M))
+    assert [jobs[rule] for rule in ("extract_cams", "affinity_labels", "propagate", "refine")] == ["3"] * 4
+    assert jobs["predict"] == "6" and jobs["gather"] == "6" and "train_classifier" not in jobs, dry.stdout
+
+    run = snakemake("--cores", "2", *args, cwd=tmp_path)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    one, three = fixture_run / "results/voc", tmp_path / "results/voc"
+    for artifact in ("cams/cam", "affinity/cam_labels", "rw/cam", "pseudo/cam", "pred/cam", "pred/full"):
+        same_artifact(one / f"{artifact}.h5", three / f"{artifact}.h5")
+        a, b = (json.loads((d / f"{artifact}.json").read_text()) for d in (one, three))
+        assert (a["shards"], b["shards"]) == (1, 3)
+        for key in ("images", "eval_images", "miou", "iou", "ladder", "fg_fraction"):
+            assert a.get(key) == b.get(key), f"{artifact}.json: {key}"
+    assert json.loads((one / "miou.json").read_text()) == json.loads((three / "miou.json").read_text())
+    assert not [p for p in three.rglob("*.shard-*") if p.suffix != ".log"]   # merged, then removed
+
+
+def slurm_cluster() -> None:
+    """A SLURM cluster answers here (tests/slurm/start_cluster.sh starts one; .ci/run does), or skip
+    (fail where WSSS_REQUIRE_SLURM is set)."""
+    up = shutil.which("sinfo") and subprocess.run(["sinfo", "-h"], capture_output=True).returncode == 0
+    if not up and os.environ.get("WSSS_REQUIRE_SLURM"):
+        pytest.fail("a SLURM cluster is required here (WSSS_REQUIRE_SLURM is set) but sinfo does not answer")
+    if not up:
+        pytest.skip("needs a SLURM cluster: bash tests/slurm/start_cluster.sh (as root) starts one on this machine")
+
+
+def test_the_slurm_profile_runs_the_dag_through_sbatch(fixture_run, tmp_path):
+    """profiles/slurm on a real cluster: every job goes through sbatch (GPU rules with a GPU, to the
+    gpu partition), sacct has them all completed, and the artifacts equal the local run's."""
+    slurm_cluster()
+    run = snakemake("--workflow-profile", str(REPO / "profiles/slurm"), "--configfile", str(fixture_run / "fixture.yaml"),
+                    "--slurm-init-seconds-before-status-checks", "2", "--", "results/voc/miou.json",
+                    cwd=tmp_path, timeout=1800)
+    out = run.stdout + run.stderr
+    assert run.returncode == 0, out[-5000:]
+    submitted = dict(re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", out))
+    assert len(submitted) == int(re.search(r"^total\s+(\d+)$", out, re.M).group(1)), out[-5000:]
+
+    acct = subprocess.run(["sacct", "-X", "-P", "-n", "-j", ",".join(submitted.values()),
+                           "--format=JobID,Partition,State,AllocTRES"], capture_output=True, text=True, check=True)
+    rows = [line.split("|") for line in acct.stdout.splitlines()]
+    assert sorted(r[0] for r in rows) == sorted(submitted.values()) and {r[2] for r in rows} == {"COMPLETED"}
+    gpu_jobs = [r for r in rows if "gres/gpu=1" in r[3]]
+    # training (classifier, affinity, 2 segmentation), extraction, random walk, 2 predictions
+    assert len(gpu_jobs) == 8 and {r[1] for r in gpu_jobs} == {"gpu"}
+    assert {r[1] for r in rows if r not in gpu_jobs} == {"cpu"}
+
+    one, slurm = fixture_run / "results/voc", tmp_path / "results/voc"
+    for artifact in ("cams/cam", "affinity/cam_labels", "rw/cam", "pseudo/cam", "pred/cam", "pred/full"):
+        same_artifact(one / f"{artifact}.h5", slurm / f"{artifact}.h5")
+    assert json.loads((one / "miou.json").read_text()) == json.loads((slurm / "miou.json").read_text())
 
 def chromium() -> str | None:
     found = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -5,6 +5,7 @@ the WSSS literature; pixel masks are read only where a split is evaluated.
 """
 from __future__ import annotations
 
+import copy
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,12 @@ class VOCDataset:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def subset(self, ids) -> "VOCDataset":
+        """The same dataset and split over these image ids (a shard of the split, say)."""
+        view = copy.copy(self)
+        view.ids = list(ids)
+        return view
 
     def split_file(self, split: str) -> Path:
         return self.root / "ImageSets" / "Segmentation" / f"{split}.txt"

@@ -1,0 +1,31 @@
+"""Device and thread choices of the stages."""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from pipeline.device import loader_workers, resolve_device
+
+
+def test_auto_takes_the_gpu_only_when_torch_sees_one():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def test_hidden_gpus_make_cuda_an_error_naming_cuda_visible_devices():
+    """CUDA_VISIBLE_DEVICES="" hides every GPU (as a scheduler does for a CPU job): auto falls back
+    to the CPU and an explicit cuda fails, naming the variable."""
+    code = ("from pipeline.device import resolve_device\n"
+            "print(resolve_device('auto'))\n"
+            "resolve_device('cuda')\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+    assert run.stdout.strip() == "cpu"
+    assert run.returncode != 0 and "CUDA_VISIBLE_DEVICES=''" in run.stderr
+
+
+@pytest.mark.parametrize("configured, threads, expected", [(4, 2, 2), (1, 2, 1), (0, 2, 0), (3, None, 3)])
+def test_dataloader_workers_stay_within_the_jobs_threads(configured, threads, expected):
+    assert loader_workers(configured, threads) == expected
