@@ -156,18 +156,22 @@ EOF
 # GPU", node then goes INVAL), so each fake GPU gets a character device that
 # behaves like /dev/null.  Jobs that ask for GPUs are scheduled, accounted
 # (gres/gpu TRES) and get CUDA_VISIBLE_DEVICES, but there is no real device.
+# Where mknod is not allowed (a container without CAP_MKNOD), one fake GPU is /dev/null itself.
 FAKE_GPU_DIR=$STATE/fake-gpu
 if [ "$GPUS" -gt 0 ]; then
     mkdir -p "$FAKE_GPU_DIR"
     for ((i = 0; i < GPUS; i++)); do
-        [ -c "$FAKE_GPU_DIR/gpu$i" ] || mknod -m 666 "$FAKE_GPU_DIR/gpu$i" c 1 3
+        [ -c "$FAKE_GPU_DIR/gpu$i" ] || mknod -m 666 "$FAKE_GPU_DIR/gpu$i" c 1 3 2>/dev/null \
+            || { [ "$GPUS" -eq 1 ] || die "mknod not allowed here: set SLURM_FAKE_GPUS=1 (uses /dev/null)"; }
     done
 fi
+GPU0=$FAKE_GPU_DIR/gpu0
+[ -c "$GPU0" ] || GPU0=/dev/null
 {
     echo "$MARKER"
     echo "AutoDetect=off"
     if [ "$GPUS" -eq 1 ]; then
-        echo "NodeName=$HOST Name=gpu Count=1 File=$FAKE_GPU_DIR/gpu0"
+        echo "NodeName=$HOST Name=gpu Count=1 File=$GPU0"
     elif [ "$GPUS" -gt 1 ]; then
         echo "NodeName=$HOST Name=gpu Count=$GPUS File=$FAKE_GPU_DIR/gpu[0-$((GPUS - 1))]"
     fi
