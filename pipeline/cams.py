@@ -23,7 +23,6 @@ from .store import ArtifactWriter
 from .vit_cams import VIT_METHODS, vit_multiscale_cam
 
 
-
 def class_activation(features: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """features (B, C, h, w), weight (K, C) -> relu(W . F) of shape (B, K, h, w)."""
     return F.relu(torch.einsum("bchw,kc->bkhw", features, weight))

@@ -37,7 +37,6 @@ def test_missing_voc_fails_at_once_with_the_layout(tmp_path):
     assert "JPEGImages/<id>.jpg" in out and "SegmentationClassAug" in out
 
 
-
 def test_the_voc_sized_dag_has_one_job_per_stage_and_shard(tmp_path):
     """10,582 listed images and 4 shards: the dry run plans jobs per stage and shard, not per image
     (timing: benchmarks/bench_dag.py)."""
@@ -49,6 +48,7 @@ def test_the_voc_sized_dag_has_one_job_per_stage_and_shard(tmp_path):
     assert jobs == {"train_classifier": 1, "extract_cams": 4, "evaluate_seeds": 1, "affinity_labels": 4,
                     "train_affinity": 1, "propagate": 4, "refine": 4, "train_segmentation": 2, "predict": 8,
                     "gather": 6, "evaluate_full": 1, "evaluate": 1, "total": 37}
+
 
 @pytest.fixture(scope="module")
 def fixture_run(tmp_path_factory, tiny_voc):
@@ -127,7 +127,6 @@ def test_whole_dag_runs_on_a_voc_format_fixture(fixture_run, tiny_voc):
     assert not list((tmp_path / "results").rglob("*.partial"))
 
 
-
 def same_artifact(path_a, path_b) -> None:
     with h5py.File(path_a, "r") as a, h5py.File(path_b, "r") as b:
         assert sorted(a) == sorted(b) and a.attrs["meta"] == b.attrs["meta"], path_b
@@ -196,6 +195,7 @@ def test_the_slurm_profile_runs_the_dag_through_sbatch(fixture_run, tmp_path):
     for artifact in ("cams/cam", "affinity/cam_labels", "rw/cam", "pseudo/cam", "pred/cam", "pred/full"):
         same_artifact(one / f"{artifact}.h5", slurm / f"{artifact}.h5")
     assert json.loads((one / "miou.json").read_text()) == json.loads((slurm / "miou.json").read_text())
+
 
 def chromium() -> str | None:
     found = shutil.which("chromium") or shutil.which("chromium-browser")
