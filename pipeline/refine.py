@@ -124,9 +124,7 @@ def refine(maps: ArtifactReader, voc: VOCDataset, eval_voc: VOCDataset, out, cfg
         print(f"refine: step '{name}' skipped: refine.saliency.dir is not set")
     names = [source, *(f"{source}+" + "+".join(steps[:i + 1]) for i in range(len(steps)))]
     evaluated = set(eval_voc.ids)
-    missing = evaluated - set(voc.ids)
-    if missing:
-        raise KeyError(f"images of split '{eval_voc.split}' are not in split '{voc.split}', e.g. '{sorted(missing)[0]}'")
+    eval_voc.require_within(voc)
     acc = [ConfusionAccumulator(len(voc.classes)) for _ in names]
     params = {"steps": steps, "source": source, "bg_threshold": bg_threshold,
               **{k: cfg[k] for k in ("crf_mode", "crf_softmax", "crf_label", "pamr", "saliency")}}

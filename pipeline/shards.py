@@ -50,10 +50,7 @@ def select_shard(voc: VOCDataset, shard: str, eval_voc: VOCDataset | None = None
     part = voc.subset(shard_ids(voc.ids, number, count))
     if eval_voc is None:
         return part, None
-    missing = set(eval_voc.ids) - set(voc.ids)
-    if missing:
-        raise KeyError(f"images of split '{eval_voc.split}' are not in split '{voc.split}', "
-                       f"e.g. '{sorted(missing)[0]}'")
+    eval_voc.require_within(voc)
     held = set(part.ids)
     return part, eval_voc.subset([i for i in eval_voc.ids if i in held])
 

@@ -282,11 +282,12 @@ def merge_artifacts(paths, out) -> int:
     written with the same parameters (root `meta`) and hold disjoint keys. Returns the key count."""
     out = os.fspath(out)
     partial = out + ".partial"
+    paths = [os.fspath(p) for p in paths]
     seen: dict[str, str] = {}
     try:
         with h5py.File(partial, "w") as dst:
-            for path in map(os.fspath, paths):
-                _copy_shard(path, dst, seen, first=os.fspath(paths[0]))
+            for path in paths:
+                _copy_shard(path, dst, seen, first=paths[0])
     except BaseException:
         os.remove(partial)   # a merge is cheap to redo; half of one is of no use
         raise

@@ -5,6 +5,9 @@ import argparse
 import json
 from pathlib import Path
 
+from pipeline.data.voc import VOCDataset
+from pipeline.shards import select_shard
+
 
 def parser(description: str) -> argparse.ArgumentParser:
     return argparse.ArgumentParser(description=description)
@@ -28,6 +31,16 @@ def add_shard(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--shard", default="1-of-1", help="k-of-n: every n-th image of the split, from the k-th on")
     p.add_argument("--out", required=True, help=f"HDF5 output of this shard ({what})")
     p.add_argument("--tally", required=True, help="JSON tally of this shard, for stages.gather")
+
+
+def shard_datasets(args, eval_split: bool = False):
+    """(this shard's images of --split, checked; and of --eval-split among them, masks checked)."""
+    voc, eval_voc = select_shard(VOCDataset(args.root, args.classes, args.split), args.shard,
+                                 VOCDataset(args.root, args.classes, args.eval_split) if eval_split else None)
+    voc.check(masks=False)
+    if eval_voc is not None:
+        eval_voc.check(masks=True)
+    return voc, eval_voc
 
 
 def add_training(p: argparse.ArgumentParser, section: str, report: str) -> None:

@@ -1,9 +1,7 @@
 """Confident affinity labels of one shard from the CAMs, via two dense CRFs: python -m stages.affinity_labels ..."""
 from pipeline.affinity_labels import labels_confusion, make_labels
-from pipeline.data.voc import VOCDataset
-from pipeline.shards import select_shard
 from pipeline.store import ArtifactReader
-from stages._args import add_dataset, add_shard, json_arg, parser, write_json
+from stages._args import add_dataset, add_shard, json_arg, parser, shard_datasets, write_json
 
 p = parser(__doc__)
 add_dataset(p, split_flags=("--split", "--eval-split"))
@@ -13,10 +11,7 @@ p.add_argument("--cfg", required=True, type=json_arg, help="JSON of the affinity
 p.add_argument("--workers", type=int, default=1, help="processes running the CRF")
 args = p.parse_args()
 
-voc, eval_voc = select_shard(VOCDataset(args.root, args.classes, args.split), args.shard,
-                             VOCDataset(args.root, args.classes, args.eval_split))
-voc.check(masks=False)
-eval_voc.check(masks=True)
+voc, eval_voc = shard_datasets(args, eval_split=True)
 tally = make_labels(ArtifactReader(args.cams), voc, args.out, args.cfg, args.workers)
 confusion = labels_confusion(ArtifactReader(args.out), eval_voc)
 write_json(args.tally, {"split": args.split, "eval_split": args.eval_split, "eval_images": len(eval_voc), **tally,

@@ -1,11 +1,9 @@
 """Extract class activation maps of one shard into an HDF5 file: python -m stages.extract_cams ..."""
 from pipeline.cams import extract
-from pipeline.data.voc import VOCDataset
 from pipeline.device import resolve_device, set_threads
 from pipeline.methods import ALL_METHODS
 from pipeline.models.classifier import load_classifier
-from pipeline.shards import select_shard
-from stages._args import add_dataset, add_runtime, add_shard, json_arg, parser, write_json
+from stages._args import add_dataset, add_runtime, add_shard, json_arg, parser, shard_datasets, write_json
 
 p = parser(__doc__)
 add_dataset(p)
@@ -19,8 +17,7 @@ p.add_argument("--workers", type=int, default=1)
 args = p.parse_args()
 
 set_threads(args.threads)
-voc, _ = select_shard(VOCDataset(args.root, args.classes, args.split), args.shard)
-voc.check(masks=False)
+voc, _ = shard_datasets(args)
 model, meta = load_classifier(args.classifier, args.backbone)
 if meta["classes"] != args.classes:
     raise SystemExit(f"{args.classifier} was trained on classes {meta['classes']}, not {args.classes}")

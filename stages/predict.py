@@ -1,10 +1,8 @@
 """Predict label maps of one shard of a split with a trained segmentation network: python -m stages.predict ..."""
-from pipeline.data.voc import VOCDataset
 from pipeline.device import resolve_device, set_threads
 from pipeline.models.segnet import load_segnet
 from pipeline.predict import predict
-from pipeline.shards import select_shard
-from stages._args import add_dataset, add_runtime, add_shard, json_arg, parser, write_json
+from stages._args import add_dataset, add_runtime, add_shard, json_arg, parser, shard_datasets, write_json
 
 p = parser(__doc__)
 add_dataset(p)
@@ -16,8 +14,7 @@ p.add_argument("--cfg", required=True, type=json_arg, help="JSON of the segmenta
 args = p.parse_args()
 
 set_threads(args.threads)
-voc, _ = select_shard(VOCDataset(args.root, args.classes, args.split), args.shard)
-voc.check(masks=False)
+voc, _ = shard_datasets(args)
 model, meta = load_segnet(args.model, args.backbone)
 if meta["classes"] != voc.classes:
     raise SystemExit(f"{args.model} was trained on classes {meta['classes']}, this dataset has {voc.classes}")

@@ -1,11 +1,9 @@
 """Random-walk propagation of one shard's CAMs over AffinityNet affinities: python -m stages.propagate ..."""
-from pipeline.data.voc import VOCDataset
 from pipeline.device import resolve_device, set_threads
 from pipeline.models.affinity_net import load_affinity_net
 from pipeline.propagate import argmax_confusion, propagate
-from pipeline.shards import select_shard
 from pipeline.store import ArtifactReader
-from stages._args import add_dataset, add_runtime, add_shard, json_arg, parser, write_json
+from stages._args import add_dataset, add_runtime, add_shard, json_arg, parser, shard_datasets, write_json
 
 p = parser(__doc__)
 add_dataset(p, split_flags=("--split", "--eval-split"))
@@ -19,10 +17,7 @@ p.add_argument("--cfg", required=True, type=json_arg, help="JSON of the random_w
 args = p.parse_args()
 
 set_threads(args.threads)
-voc, eval_voc = select_shard(VOCDataset(args.root, args.classes, args.split), args.shard,
-                             VOCDataset(args.root, args.classes, args.eval_split))
-voc.check(masks=False)
-eval_voc.check(masks=True)
+voc, eval_voc = shard_datasets(args, eval_split=True)
 model, meta = load_affinity_net(args.affinity, args.backbone)
 tally = propagate(model, meta, ArtifactReader(args.cams), voc, args.out, args.cfg, resolve_device(args.device))
 confusion = argmax_confusion(ArtifactReader(args.out), eval_voc, desc="random-walk mIoU")

@@ -1,10 +1,8 @@
 """Refine one shard's class maps into the final pseudo-labels (PAMR, CRF, saliency): python -m stages.refine ..."""
-from pipeline.data.voc import VOCDataset
 from pipeline.device import set_threads
 from pipeline.refine import refine
-from pipeline.shards import select_shard
 from pipeline.store import ArtifactReader
-from stages._args import add_dataset, add_shard, json_arg, parser, write_json
+from stages._args import add_dataset, add_shard, json_arg, parser, shard_datasets, write_json
 
 p = parser(__doc__)
 add_dataset(p, split_flags=("--split", "--eval-split"))
@@ -18,10 +16,7 @@ p.add_argument("--workers", type=int, default=1, help="processes refining images
 args = p.parse_args()
 
 set_threads(1)   # one thread per worker process: images run in parallel instead
-voc, eval_voc = select_shard(VOCDataset(args.root, args.classes, args.split), args.shard,
-                             VOCDataset(args.root, args.classes, args.eval_split))
-voc.check(masks=False)
-eval_voc.check(masks=True)
+voc, eval_voc = shard_datasets(args, eval_split=True)
 tally = refine(ArtifactReader(args.maps), voc, eval_voc, args.out, args.cfg, args.bg_threshold, args.source,
                args.workers)
 write_json(args.tally, {"method": args.method, **tally})

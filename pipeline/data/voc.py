@@ -58,6 +58,13 @@ class VOCDataset:
         view.ids = list(ids)
         return view
 
+    def require_within(self, other: "VOCDataset") -> None:
+        """Every image of this split is one of other's (an eval split scored inside a stage's split)."""
+        missing = set(self.ids) - set(other.ids)
+        if missing:
+            raise KeyError(f"images of split '{self.split}' are not in split '{other.split}', "
+                           f"e.g. '{sorted(missing)[0]}'")
+
     def split_file(self, split: str) -> Path:
         return self.root / "ImageSets" / "Segmentation" / f"{split}.txt"
 
