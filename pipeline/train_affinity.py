@@ -86,7 +86,7 @@ def train(voc: VOCDataset, labels: ArtifactReader, cfg: dict, out: str | Path, d
     settings = {"cfg": json.dumps(cfg, sort_keys=True), "n_train": len(data),
                 "labels": file_identity(labels.path)}
     history = fit(model, loader, batch_loss, cfg, partial, settings, device, "affinity",
-                  on_epoch=lambda epoch: setattr(data, "epoch", epoch))
+                  on_epoch=lambda epoch: setattr(data, "epoch", epoch), seed=seed)
     model.cpu()
     tmp = out.with_name(out.name + ".tmp")
     save_affinity_net(model, tmp, mean=list(mean), std=list(std), radius=cfg["radius"])

@@ -78,7 +78,7 @@ def train(train_voc: VOCDataset, val_voc: VOCDataset, cfg: dict, out: str | Path
     settings = {"cfg": json.dumps(cfg, sort_keys=True), "classes": classes, "n_train": len(train_data)}
     section = "classifier" if cfg.get("kind", "cnn") == "cnn" else "vit_classifier"
     history = fit(model, loader, _batch_loss, cfg, partial, settings, device, section,
-                  on_epoch=lambda epoch: setattr(train_data, "epoch", epoch))
+                  on_epoch=lambda epoch: setattr(train_data, "epoch", epoch), seed=seed)
 
     val_data = ClassificationData(val_voc, mean, std, None, None, seed)
     result = evaluate_map(model.to(device), val_data, device)

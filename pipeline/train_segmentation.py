@@ -56,7 +56,7 @@ def train(voc: VOCDataset, label_of: Callable[[str], np.ndarray], labels_file: s
     settings = {"cfg": json.dumps(cfg, sort_keys=True), "n_train": len(data),
                 "labels": file_identity(labels_file) if labels_file else labels_name}
     history = fit(model, loader, batch_loss, cfg, partial, settings, device, "segmentation",
-                  on_epoch=lambda epoch: setattr(data, "epoch", epoch))
+                  on_epoch=lambda epoch: setattr(data, "epoch", epoch), seed=seed)
     model.cpu()
     tmp = out.with_name(out.name + ".tmp")
     save_segnet(model, tmp, classes=voc.classes, mean=list(mean), std=list(std), labels=labels_name)

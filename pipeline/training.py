@@ -1,6 +1,7 @@
 """The training loop every network here shares: SGD/AdamW with a poly schedule, a progress bar,
 the full state saved to `<out>.partial` after each epoch (a rerun with the same settings resumes
-from it), and a NaN/inf loss stopped with an error that keeps the last good epoch."""
+from it, and ends with the weights of an uninterrupted run), and a NaN/inf loss stopped with an
+error that keeps the last good epoch."""
 from __future__ import annotations
 
 import json
@@ -49,13 +50,24 @@ def _resume_state(partial: Path, settings: dict):
     return state
 
 
+def seed_epoch(loader: DataLoader, seed: int, epoch: int) -> None:
+    """Each epoch's shuffle, worker seeds and dropout come from (seed, epoch) alone, not from the
+    epochs before it: an epoch resumed from a `.partial` state draws what it would have drawn."""
+    epoch_seed = seed * 100_003 + epoch
+    torch.manual_seed(epoch_seed)
+    if loader.generator is not None:
+        loader.generator.manual_seed(epoch_seed)
+
+
 def fit(model: torch.nn.Module, loader: DataLoader, batch_loss: Callable, cfg: dict, partial: Path,
-        settings: dict, device, name: str, on_epoch: Callable[[int], None] = lambda epoch: None) -> list[dict]:
+        settings: dict, device, name: str, on_epoch: Callable[[int], None] = lambda epoch: None,
+        seed: int = 0) -> list[dict]:
     """Train for cfg['epochs'] and return the per-epoch loss history.
 
     batch_loss(model, batch, device) -> scalar loss. `settings` must identify the run: a partial
     state written under other settings is not resumed. `name` is the config section, for messages.
-    on_epoch(epoch) runs before each epoch (e.g. to reseed the augmentation)."""
+    on_epoch(epoch) runs before each epoch (e.g. to reseed the augmentation); `seed` with the epoch
+    seeds the loader's shuffle and torch's global generator (seed_epoch)."""
     if len(loader) == 0:
         raise ValueError(f"{name}: the training split has {len(loader.dataset)} images, fewer than "
                          f"{name}.batch_size = {cfg['batch_size']}")
@@ -72,6 +84,7 @@ def fit(model: torch.nn.Module, loader: DataLoader, batch_loss: Callable, cfg: d
     max_it = cfg["epochs"] * len(loader)
     for epoch in range(start_epoch, cfg["epochs"]):
         model.train()
+        seed_epoch(loader, seed, epoch)
         on_epoch(epoch)
         losses = []
         bar = tqdm(loader, desc=f"{name} epoch {epoch + 1}/{cfg['epochs']}")
