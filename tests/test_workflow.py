@@ -50,6 +50,21 @@ def test_the_voc_sized_dag_has_one_job_per_stage_and_shard(tmp_path):
                     "gather": 6, "evaluate_full": 1, "evaluate": 1, "total": 37}
 
 
+def test_the_demo_cam_chain_file_swaps_the_chain_and_keeps_the_demo_settings(tmp_path):
+    """configs/demo-cam-chain.yaml on top of config.yaml: no AffinityNet or random walk in the DAG,
+    refine from the CAMs, the clipped loss, and the demo's other segmentation settings kept."""
+    run = snakemake("-n", "-p", "--cores", "2", "--configfile", str(REPO / "configs/demo-cam-chain.yaml"),
+                    "--", "results/demo/miou.json", cwd=tmp_path, timeout=120)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    jobs = {rule: int(n) for rule, n in re.findall(r"^(\w+)\s+(\d+)$", run.stdout, re.M)}
+    assert "train_affinity" not in jobs and "propagate" not in jobs and jobs["refine"] == 1
+    assert "--source cams" in run.stdout
+    seg = [json.loads(m) for m in re.findall(r"stages.train_segmentation .*--cfg '([^']+)'", run.stdout)]
+    assert len(seg) == 2   # the weak network and the fully-supervised reference
+    assert all(c["loss"] == "clipped" and c["clip_start"] == 0.6 and c["feature_level"] == 3
+               and c["optimizer"] == "adamw" for c in seg)
+
+
 @pytest.fixture(scope="module")
 def fixture_run(tmp_path_factory, tiny_voc):
     """The whole DAG, report included, on the tiny VOC-format dataset (run once for this module)."""
