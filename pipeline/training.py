@@ -53,7 +53,7 @@ def _resume_state(partial: Path, settings: dict):
 def seed_epoch(loader: DataLoader, seed: int, epoch: int) -> None:
     """Each epoch's shuffle, worker seeds and dropout come from (seed, epoch) alone, not from the
     epochs before it: an epoch resumed from a `.partial` state draws what it would have drawn."""
-    epoch_seed = seed * 100_003 + epoch
+    epoch_seed = seed * 100_003 + epoch   # one value per (seed, epoch) below 100,003 epochs
     torch.manual_seed(epoch_seed)
     if loader.generator is not None:
         loader.generator.manual_seed(epoch_seed)
