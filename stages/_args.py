@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from pipeline.data.voc import VOCDataset
+from pipeline.device import loader_workers, set_threads
 from pipeline.shards import select_shard
 
 
@@ -49,6 +50,12 @@ def add_training(p: argparse.ArgumentParser, section: str, report: str) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="checkpoint path (.pt)")
     p.add_argument("--report", required=True, help=report)
+
+
+def start_training(args) -> None:
+    """The job's torch threads, and its DataLoader workers (cfg `workers`) capped to them."""
+    set_threads(args.threads)
+    args.cfg["workers"] = loader_workers(args.cfg["workers"], args.threads)
 
 
 def json_arg(text: str) -> dict:

@@ -1,9 +1,9 @@
 """Train AffinityNet on the affinity labels: python -m stages.train_affinity ..."""
 from pipeline.data.voc import VOCDataset
-from pipeline.device import loader_workers, resolve_device, set_threads
+from pipeline.device import resolve_device
 from pipeline.store import ArtifactReader
 from pipeline.train_affinity import train
-from stages._args import add_dataset, add_runtime, add_training, parser, write_json
+from stages._args import add_dataset, add_runtime, add_training, parser, start_training, write_json
 
 p = parser(__doc__)
 add_dataset(p)
@@ -12,8 +12,7 @@ p.add_argument("--labels", required=True, help="HDF5 written by stages.affinity_
 add_training(p, "affinity", "JSON with the loss curve")
 args = p.parse_args()
 
-set_threads(args.threads)
-args.cfg["workers"] = loader_workers(args.cfg["workers"], args.threads)
+start_training(args)
 voc = VOCDataset(args.root, args.classes, args.split)
 voc.check(masks=False)
 result = train(voc, ArtifactReader(args.labels), args.cfg, args.out, resolve_device(args.device), args.seed)

@@ -1,8 +1,8 @@
 """Train the multi-label classifier: python -m stages.train_classifier --root R --classes JSON ..."""
 from pipeline.data.voc import VOCDataset
-from pipeline.device import loader_workers, resolve_device, set_threads
+from pipeline.device import resolve_device
 from pipeline.train_classifier import train
-from stages._args import add_dataset, add_runtime, add_training, parser, write_json
+from stages._args import add_dataset, add_runtime, add_training, parser, start_training, write_json
 
 p = parser(__doc__)
 add_dataset(p, split_flags=("--train-split", "--val-split"))
@@ -10,8 +10,7 @@ add_runtime(p)
 add_training(p, "classifier", "JSON with val mAP and the loss curve")
 args = p.parse_args()
 
-set_threads(args.threads)
-args.cfg["workers"] = loader_workers(args.cfg["workers"], args.threads)
+start_training(args)
 train_voc = VOCDataset(args.root, args.classes, args.train_split)
 val_voc = VOCDataset(args.root, args.classes, args.val_split)
 train_voc.check(masks=False)

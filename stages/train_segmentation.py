@@ -1,9 +1,9 @@
 """Train the segmentation network on pseudo-labels or on the ground truth: python -m stages.train_segmentation ..."""
 from pipeline.data.voc import VOCDataset
-from pipeline.device import loader_workers, resolve_device, set_threads
+from pipeline.device import resolve_device
 from pipeline.store import ArtifactReader
 from pipeline.train_segmentation import train
-from stages._args import add_dataset, add_runtime, add_training, parser, write_json
+from stages._args import add_dataset, add_runtime, add_training, parser, start_training, write_json
 
 p = parser(__doc__)
 add_dataset(p)
@@ -13,8 +13,7 @@ p.add_argument("--labels", required=True,
 add_training(p, "segmentation", "JSON with the loss curve")
 args = p.parse_args()
 
-set_threads(args.threads)
-args.cfg["workers"] = loader_workers(args.cfg["workers"], args.threads)
+start_training(args)
 voc = VOCDataset(args.root, args.classes, args.split)
 labels_file = None if args.labels == "gt" else args.labels
 voc.check(masks=labels_file is None)

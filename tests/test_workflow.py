@@ -15,12 +15,18 @@ import yaml
 from PIL import Image
 
 from conftest import DEMO_CLASSES, REPO, listed_voc
+from slurm.compare_results import same_h5
 from pipeline.report import IMAGE_CHECK
 
 
 def snakemake(*args, cwd, timeout=600):
     return subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), *args],
                           cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def job_counts(stdout: str) -> dict[str, int]:
+    """The job-stats table of a Snakemake run: {rule: jobs, ..., 'total': jobs}."""
+    return {rule: int(n) for rule, n in re.findall(r"^(\w+)\s+(\d+)$", stdout, re.M)}
 
 
 def test_lint_has_no_findings(tmp_path):
@@ -43,7 +49,7 @@ def test_the_voc_sized_dag_has_one_job_per_stage_and_shard(tmp_path):
     listed_voc(tmp_path / "data/VOCdevkit/VOC2012")
     run = snakemake("-n", "--cores", "8", "--config", "shards=4", "--", "results/voc/miou.json", cwd=tmp_path)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    jobs = {rule: int(n) for rule, n in re.findall(r"^(\w+)\s+(\d+)$", run.stdout, re.M)}
+    jobs = job_counts(run.stdout)
     # per-image stages: 4 shards each (predict: weak and full networks) + one gather per artifact
     assert jobs == {"train_classifier": 1, "extract_cams": 4, "evaluate_seeds": 1, "affinity_labels": 4,
                     "train_affinity": 1, "propagate": 4, "refine": 4, "train_segmentation": 2, "predict": 8,
@@ -56,7 +62,7 @@ def test_the_demo_cam_chain_file_swaps_the_chain_and_keeps_the_demo_settings(tmp
     run = snakemake("-n", "-p", "--cores", "2", "--configfile", str(REPO / "configs/demo-cam-chain.yaml"),
                     "--", "results/demo/miou.json", cwd=tmp_path, timeout=120)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    jobs = {rule: int(n) for rule, n in re.findall(r"^(\w+)\s+(\d+)$", run.stdout, re.M)}
+    jobs = job_counts(run.stdout)
     assert "train_affinity" not in jobs and "propagate" not in jobs and jobs["refine"] == 1
     assert "--source cams" in run.stdout
     seg = [json.loads(m) for m in re.findall(r"stages.train_segmentation .*--cfg '([^']+)'", run.stdout)]
@@ -142,15 +148,6 @@ def test_whole_dag_runs_on_a_voc_format_fixture(fixture_run, tiny_voc):
     assert not list((tmp_path / "results").rglob("*.partial"))
 
 
-def same_artifact(path_a, path_b) -> None:
-    with h5py.File(path_a, "r") as a, h5py.File(path_b, "r") as b:
-        assert sorted(a) == sorted(b) and a.attrs["meta"] == b.attrs["meta"], path_b
-        for key in a:
-            assert np.array_equal(a[key][()], b[key][()]), f"{path_b}: {key}"
-            assert {k: v.tolist() for k, v in a[key].attrs.items()} == \
-                {k: v.tolist() for k, v in b[key].attrs.items()}, f"{path_b}: attributes of {key}"
-
-
 def test_three_shards_give_the_artifacts_of_one(fixture_run, tmp_path):
     """The fixture's DAG again from its classifier with shards: 3: the same artifacts and scores."""
     (tmp_path / "results/voc").mkdir(parents=True)
@@ -158,15 +155,16 @@ def test_three_shards_give_the_artifacts_of_one(fixture_run, tmp_path):
         shutil.copy2(fixture_run / "results/voc" / name, tmp_path / "results/voc" / name)
     args = ["--configfile", str(fixture_run / "fixture.yaml"), "--config", "shards=3", "--", "results/voc/miou.json"]
     dry = snakemake("-n", "--cores", "2", *args, cwd=tmp_path, timeout=120)
-    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", dry.stdout, re.M))
-    assert [jobs[rule] for rule in ("extract_cams", "affinity_labels", "propagate", "refine")] == ["3"] * 4
-    assert jobs["predict"] == "6" and jobs["gather"] == "6" and "train_classifier" not in jobs, dry.stdout
+    jobs = job_counts(dry.stdout)
+    assert [jobs[rule] for rule in ("extract_cams", "affinity_labels", "propagate", "refine")] == [3] * 4
+    assert jobs["predict"] == 6 and jobs["gather"] == 6 and "train_classifier" not in jobs, dry.stdout
 
     run = snakemake("--cores", "2", *args, cwd=tmp_path)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     one, three = fixture_run / "results/voc", tmp_path / "results/voc"
     for artifact in ("cams/cam", "affinity/cam_labels", "rw/cam", "pseudo/cam", "pred/cam", "pred/full"):
-        same_artifact(one / f"{artifact}.h5", three / f"{artifact}.h5")
+        problem = same_h5(one / f"{artifact}.h5", three / f"{artifact}.h5")
+        assert problem is None, f"{artifact}.h5: {problem}"
         a, b = (json.loads((d / f"{artifact}.json").read_text()) for d in (one, three))
         assert (a["shards"], b["shards"]) == (1, 3)
         for key in ("images", "eval_images", "miou", "iou", "ladder", "fg_fraction"):
@@ -208,7 +206,8 @@ def test_the_slurm_profile_runs_the_dag_through_sbatch(fixture_run, tmp_path):
 
     one, slurm = fixture_run / "results/voc", tmp_path / "results/voc"
     for artifact in ("cams/cam", "affinity/cam_labels", "rw/cam", "pseudo/cam", "pred/cam", "pred/full"):
-        same_artifact(one / f"{artifact}.h5", slurm / f"{artifact}.h5")
+        problem = same_h5(one / f"{artifact}.h5", slurm / f"{artifact}.h5")
+        assert problem is None, f"{artifact}.h5: {problem}"
     assert json.loads((one / "miou.json").read_text()) == json.loads((slurm / "miou.json").read_text())
 
 
