@@ -3,7 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.crf import crf_labels, crf_softmax
+import pydensecrf.densecrf as dcrf
+
+from pipeline.crf import crf_labels, crf_softmax, softmax_unary
 from pipeline.pamr import pamr
 from pipeline.refine import IGNORE, active_steps, load_saliency, refine_image, saliency_complete, with_background
 
@@ -30,6 +32,38 @@ def test_softmax_crf_recovers_the_region_edge_from_a_noisy_unary():
     refined = crf_softmax(image, noisy).argmax(0)
     assert (refined == truth).mean() > 0.99
     assert np.allclose(crf_softmax(image, noisy).sum(0), 1, atol=1e-4)
+
+
+def test_softmax_unary_clips_scores_to_the_unit_interval_by_hand():
+    probs = np.array([2.0, 1.0, 0.5, 0.0, 1e-7], np.float32).reshape(5, 1, 1)
+    expected = [0.0, 0.0, np.log(2.0), np.log(1e5), np.log(1e5)]    # -log(clip(p, 1e-5, 1))
+    np.testing.assert_allclose(softmax_unary(probs)[:, 0], expected, rtol=1e-6, atol=1e-7)
+
+
+def naive_softmax_crf(image, probs, upper):
+    """The reference unary (-log of the scores clipped to [1e-5, upper]) through pydensecrf with the
+    softmax-mode defaults written out: Gaussian(3, 3), Bilateral(80, 13, 10), 10 iterations."""
+    k, h, w = probs.shape
+    unary = np.zeros((k, h * w), np.float32)
+    for c in range(k):
+        for i, p in enumerate(probs[c].ravel()):
+            unary[c, i] = -np.log(min(max(float(p), 1e-5), upper))
+    crf = dcrf.DenseCRF2D(w, h, k)
+    crf.setUnaryEnergy(unary)
+    crf.addPairwiseGaussian(sxy=3, compat=3)
+    crf.addPairwiseBilateral(sxy=80, srgb=13, rgbim=np.ascontiguousarray(image), compat=10)
+    return np.asarray(crf.inference(10), np.float32).reshape(k, h, w)
+
+
+def test_softmax_crf_clips_scores_above_one_as_the_reference():
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (20, 30, 3)).astype(np.uint8)
+    # scores above 1 on both classes: the reference treats 1.3 and 2.5 alike (energy 0)
+    probs = rng.uniform(0.0, 2.5, (2, 20, 30)).astype(np.float32)
+    got = crf_softmax(image, probs)
+    np.testing.assert_allclose(got, naive_softmax_crf(image, probs, 1.0), atol=1e-5)
+    # without the upper clip the marginals differ, so the check above can fail
+    assert np.abs(got - naive_softmax_crf(image, probs, np.inf)).max() > 0.1
 
 
 def test_label_crf_recovers_the_region_edge_from_noisy_labels():
