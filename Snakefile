@@ -435,6 +435,22 @@ rule gather:
         " --out {output.maps} --report {output.report} 2>&1 | tee {log}"
 
 
+rule export_png:
+    """Pseudo-labels or predictions as VOC-palette PNGs named by image id (DeepLab/mmseg's input)."""
+    input:
+        "results/{dataset}/{kind}/{labels}.h5",
+    output:
+        directory("results/{dataset}/{kind}/{labels}"),
+    wildcard_constraints:
+        kind="pseudo|pred",
+    log:
+        "results/{dataset}/logs/export_png_{kind}_{labels}.log",
+    conda:
+        "envs/wsss.yaml"
+    shell:
+        "python -m stages.export_png --maps {input:q} --out {output:q} 2>&1 | tee {log:q}"
+
+
 rule evaluate_full:
     input:
         data=dataset_files,

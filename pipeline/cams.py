@@ -89,6 +89,14 @@ def multiscale_cam(model: Classifier, image: np.ndarray, class_ids: np.ndarray, 
                      unit_layers=method == "fullycam")
 
 
+def class_maps(model, meta: dict, image: np.ndarray, class_ids: np.ndarray, method: str, scales, flip: bool,
+               device, levels=()) -> np.ndarray:
+    """The maps of any method (CNN or ViT) for the image's classes: float32 (K, H, W) in [0, 1]."""
+    if method in VIT_METHODS:
+        return vit_multiscale_cam(model, image, class_ids, scales, flip, meta["mean"], meta["std"], device, method)
+    return multiscale_cam(model, image, class_ids, scales, flip, meta["mean"], meta["std"], device, method, levels)
+
+
 def _as_is(sample):
     return sample  # keep numpy arrays (the default collate would turn them into tensors)
 
@@ -120,12 +128,7 @@ def extract(model: Classifier, meta: dict, voc: VOCDataset, out: str | Path, sca
                             collate_fn=_as_is)
         for image_id, image, class_ids in tqdm(loader, desc=f"{method} maps", total=len(todo)):
             start = time.perf_counter()
-            if method in VIT_METHODS:
-                maps = vit_multiscale_cam(model, image, class_ids, scales, flip, meta["mean"], meta["std"],
-                                          device, method)
-            else:
-                maps = multiscale_cam(model, image, class_ids, scales, flip, meta["mean"], meta["std"],
-                                      device, method, levels)
+            maps = class_maps(model, meta, image, class_ids, method, scales, flip, device, levels)
             seconds += time.perf_counter() - start
             writer.write(image_id, maps, classes=np.asarray(class_ids, np.int64))
     return {"images": len(voc), "computed_now": len(todo), "seconds": seconds}

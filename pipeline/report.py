@@ -12,11 +12,10 @@ import base64
 import html
 import io
 
-import cv2
 import numpy as np
 from PIL import Image
 
-from .data.demo import voc_palette
+from .data.palette import colour_labels, heat_map
 from .maps_io import argmax_label
 
 # Published VOC 2012 figures (mIoU %, ResNet-based, no extra saliency), for scale only:
@@ -55,18 +54,6 @@ def png_data_uri(rgb: np.ndarray) -> str:
     buffer = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def colour_labels(label: np.ndarray) -> np.ndarray:
-    """uint8 label map -> RGB in the VOC palette (255, ignore, in its cream colour)."""
-    palette = np.asarray(voc_palette(), np.uint8).reshape(-1, 3)
-    return palette[label]
-
-
-def heat_map(image: np.ndarray, cam: np.ndarray) -> np.ndarray:
-    """A map in [0, 1] as a jet heat map blended over the image."""
-    jet = cv2.applyColorMap((np.clip(cam, 0, 1) * 255).astype(np.uint8), cv2.COLORMAP_JET)[..., ::-1]
-    return (0.5 * image + 0.5 * jet).astype(np.uint8)
 
 
 def _table(header: list[str], rows: list[list]) -> str:

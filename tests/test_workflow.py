@@ -148,6 +148,21 @@ def test_whole_dag_runs_on_a_voc_format_fixture(fixture_run, tiny_voc):
     assert not list((tmp_path / "results").rglob("*.partial"))
 
 
+def test_export_rule_writes_one_palette_png_per_image(fixture_run, tiny_voc):
+    run = snakemake("--cores", "2", "results/voc/pseudo/cam", "results/voc/pred/full",
+                    "--configfile", str(fixture_run / "fixture.yaml"), cwd=fixture_run, timeout=300)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    for artifact, split in (("pseudo/cam", "train"), ("pred/full", "val")):
+        folder = fixture_run / "results/voc" / artifact
+        ids = (tiny_voc / f"ImageSets/Segmentation/{split}.txt").read_text().split()
+        assert sorted(p.stem for p in folder.iterdir()) == sorted(ids)
+        with h5py.File(fixture_run / f"results/voc/{artifact}.h5", "r") as labels:
+            for image_id in ids:
+                with Image.open(folder / f"{image_id}.png") as png:
+                    assert png.mode == "P"
+                    np.testing.assert_array_equal(np.asarray(png), labels[image_id][()])
+
+
 def test_three_shards_give_the_artifacts_of_one(fixture_run, tmp_path):
     """The fixture's DAG again from its classifier with shards: 3: the same artifacts and scores."""
     (tmp_path / "results/voc").mkdir(parents=True)
