@@ -25,6 +25,7 @@ from .data.voc import VOCDataset
 from .maps_io import IGNORE, add_scored, image_and_maps
 from .metrics import ConfusionAccumulator
 from .pamr import pamr
+from .provenance import dataset_identity
 from .parallel import image_pool
 from .store import ArtifactReader, ArtifactWriter
 
@@ -128,7 +129,8 @@ def refine(maps: ArtifactReader, voc: VOCDataset, eval_voc: VOCDataset, out, cfg
     acc = [ConfusionAccumulator(len(voc.classes)) for _ in names]
     params = {"steps": steps, "source": source, "bg_threshold": bg_threshold,
               **{k: cfg[k] for k in ("crf_mode", "crf_softmax", "crf_label", "pamr", "saliency")}}
-    with ArtifactWriter(out, meta={**params, "classes": voc.classes}) as writer:
+    provenance = {"data": dataset_identity(voc), "maps": maps.digest}
+    with ArtifactWriter(out, meta={**params, "classes": voc.classes}, provenance=provenance) as writer:
         # scoring needs every evaluated image's intermediate labels: those are always recomputed
         todo = [i for i in voc.ids if i not in writer.done_keys() or i in evaluated]
         with image_pool(workers) as pool:
