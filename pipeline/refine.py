@@ -139,6 +139,9 @@ def refine(maps: ArtifactReader, voc: VOCDataset, eval_voc: VOCDataset, out, cfg
                 writer.write(image_id, labels[-1])
                 if image_id in evaluated:
                     gt = voc.load_mask(image_id)
+                    if gt.shape != labels[-1].shape:
+                        raise ValueError(f"mask {voc.mask_path(image_id)} is {gt.shape}, the maps of '{image_id}' "
+                                         f"in {maps.path} (and its image) are {labels[-1].shape}")
                     for a, label in zip(acc, labels):
                         add_scored(a, gt, label)   # saliency's 255 conflicts are not scored
     return {"split": voc.split, "eval_split": eval_voc.split, "images": len(voc), "eval_images": len(eval_voc),

@@ -18,6 +18,7 @@ No pickle is used: arrays are plain HDF5 datasets, metadata are JSON strings/att
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -39,6 +40,12 @@ _META = "meta"
 _PROVENANCE = "provenance"
 # Root attribute of a finished artifact: content identity (keys' checksums + meta).
 _DIGEST = "digest"
+# Free bytes a write needs beyond twice its data (HDF5 metadata, the flush of the cache).
+SPACE_MARGIN = 1 << 20
+# Seconds to wait for the lock of a partial (see ArtifactWriter._open_locked).
+LOCK_WAIT = 30
+# Files whose write failed: never touched again in this process (see ArtifactWriter.write).
+_ABANDONED: list = []
 # Keys become HDF5 names: no '/' (would create groups), no '.'/'..' (path components).
 _KEY_RE = re.compile(r"[A-Za-z0-9_.-]+")
 
@@ -161,25 +168,44 @@ class ArtifactWriter:
         self.partial = self.path + ".partial"
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
         self._f = None
+        self._failed = False
         self._done: set[str] = set()
         self._sums: dict[str, str] = {}
 
         if os.path.exists(self.partial):
             self._resume(meta, provenance)
         if self._f is None:
-            self._f = h5py.File(self.partial, "w")
-            if meta is not None:
-                self._f.attrs[_META] = _canonical_json(meta)
-            self._f.attrs[_PROVENANCE] = _canonical_json(provenance or {})
-            self._f.flush()
+            self._f = self._create(meta, provenance)
+
+    def _create(self, meta, provenance) -> h5py.File:
+        f = h5py.File(self.partial, "w")
+        if meta is not None:
+            f.attrs[_META] = _canonical_json(meta)
+        f.attrs[_PROVENANCE] = _canonical_json(provenance or {})
+        f.flush()
+        return f
+
+    def _open_locked(self) -> h5py.File:
+        """Open the partial for appending. Its lock may still be held for a few seconds by the
+        loader workers of a killed run (they inherit the handle, and notice their parent's death
+        within 5 s): wait for them; a lock held longer belongs to a live writer."""
+        deadline = time.monotonic() + LOCK_WAIT
+        while True:
+            try:
+                return h5py.File(self.partial, "a")
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise BlockingIOError(errno.EAGAIN, f"{self.partial} is locked by another process (is the "
+                                          f"stage still running elsewhere?); waited {LOCK_WAIT} s") from None
+                time.sleep(0.5)
 
     def _resume(self, meta, provenance):
         try:
-            f = h5py.File(self.partial, "a")
+            f = self._open_locked()
         except BlockingIOError:
             raise  # locked by a live writer: not corruption, never move it aside
         except OSError as exc:
-            self._set_aside("corrupt", f"cannot be opened ({exc})")
+            self._salvage(meta, provenance, f"cannot be opened ({exc})")
             return
         try:
             stale = self._stale_reason(f, meta, provenance)
@@ -189,15 +215,40 @@ class ArtifactWriter:
                 return
             bad = self._load_done_keys(f)
             f.flush()
-        except Exception as exc:  # damaged internals that only show up when walking the file
-            f.close()
+        except Exception as exc:  # damaged internals (a disk that filled up, say) show up when walking the file
+            try:
+                f.close()
+            except Exception:  # noqa: BLE001  it is moved aside in any case
+                pass
             self._done, self._sums = set(), {}
-            self._set_aside("corrupt", f"cannot be read ({exc})")
+            self._salvage(meta, provenance, f"cannot be read ({exc})")
             return
         if bad:
             log(f"{self.partial}: {len(bad)} completed keys failed their checksum and are recomputed, "
                 f"e.g. {bad[0]!r}")
         self._f = f
+
+    def _salvage(self, meta, provenance, reason: str):
+        """Move a damaged partial aside and copy the keys that still verify into a fresh one
+        (read-only: writing into a damaged HDF5 file can crash the library)."""
+        target = move_aside(self.partial, "corrupt")
+        try:
+            with h5py.File(target, "r") as old:
+                if self._stale_reason(old, meta, provenance) is None:
+                    self._f = self._create(meta, provenance)
+                    for name in old:
+                        try:
+                            total = check_dataset(old[name], name, target)
+                        except Exception:  # noqa: BLE001  incomplete, damaged or foreign: recomputed
+                            continue
+                        old.copy(old[name], self._f, name=name)
+                        self._done.add(name)
+                        self._sums[name] = total
+                    self._f.flush()
+        except Exception:  # noqa: BLE001  unreadable as a whole: everything is recomputed
+            pass
+        log(f"partial artifact {self.partial} {reason}; moved it to {target}; recovered the {len(self._done)} "
+            "keys that verify, computing the rest afresh")
 
     @staticmethod
     def _stale_reason(f: h5py.File, meta, provenance) -> str | None:
@@ -253,6 +304,7 @@ class ArtifactWriter:
             del self._f[key]
         self._done.discard(key)
         self._sums.pop(key, None)
+        self._require_space(key, data)
         try:
             if data.ndim and data.size:
                 ds = self._f.create_dataset(
@@ -268,7 +320,10 @@ class ArtifactWriter:
             ds.attrs[_COMPLETE] = 1
             self._f.flush()  # so a later kill cannot lose this key
         except Exception as exc:
-            self._discard(key)
+            # After a failed write HDF5's state is undefined (deleting the key or closing the file
+            # can crash it): leave the file alone; the next run verifies and recovers its keys.
+            ds = None  # noqa: F841
+            self._failed = True
             raise ArtifactWriteError(
                 f"writing key {key!r} to {self.partial} failed ({exc}); the key is not marked complete. "
                 f"The {len(self._done)} keys done are kept: free space or fix the disk, then rerun") from exc
@@ -277,6 +332,16 @@ class ArtifactWriter:
             raise
         self._done.add(key)
         self._sums[key] = total
+
+    def _require_space(self, key: str, data: np.ndarray):
+        """Refuse a write the disk cannot hold before HDF5 starts it: a write that fails inside
+        HDF5 leaves the file damaged (the next run recovers what verifies, but not more)."""
+        stat = os.statvfs(os.path.dirname(os.path.abspath(self.partial)))
+        free, needed = stat.f_bavail * stat.f_frsize, 2 * data.nbytes + SPACE_MARGIN
+        if free < needed:
+            raise ArtifactWriteError(errno.ENOSPC, f"disk full: {free} bytes free for {self.partial}, key {key!r} "
+                                     f"needs up to {needed}; the {len(self._done)} keys done are kept: free space, "
+                                     "then rerun")
 
     def _discard(self, key: str):
         try:
@@ -287,6 +352,9 @@ class ArtifactWriter:
 
     def close(self):
         """Close, keeping the .partial file for a later resume."""
+        if self._failed:   # see write(): the handle is left to the process's end
+            _ABANDONED.append(self._f)
+            self._f = None
         if self._f is not None:
             f, self._f = self._f, None
             try:
