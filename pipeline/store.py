@@ -111,6 +111,14 @@ def _dataset_checksum(ds: h5py.Dataset) -> str:
     return checksum(ds[()], {k: v for k, v in ds.attrs.items() if k not in _RESERVED})
 
 
+def _readable_checksum(ds: h5py.Dataset) -> str | None:
+    """The dataset's checksum, or None when its chunk no longer decompresses."""
+    try:
+        return _dataset_checksum(ds)
+    except OSError:
+        return None
+
+
 def _digest(meta_json, sums: dict[str, str]) -> str:
     h = hashlib.blake2b(digest_size=16)
     h.update(json.dumps({"meta": meta_json, "keys": sorted(sums.items())}).encode())
@@ -269,7 +277,7 @@ class ArtifactWriter:
             obj = f.get(name)
             if isinstance(obj, h5py.Dataset) and obj.attrs.get(_COMPLETE, 0) == 1:
                 stored = obj.attrs.get(_CHECKSUM)
-                if stored is not None and _dataset_checksum(obj) == stored:
+                if stored is not None and _readable_checksum(obj) == stored:
                     self._done.add(name)
                     self._sums[name] = str(stored)
                     continue

@@ -217,7 +217,7 @@ def split_ids(root: Path, split: str) -> list[str]:
 def complete_keys(partial: Path) -> int:
     """Keys a killed run left marked complete (0 for a missing or unreadable file)."""
     try:
-        with h5py.File(partial, "r") as f:
+        with h5py.File(partial, "r", locking=False) as f:   # a killed run's loader worker may hold the lock
             return sum(f[k].attrs.get("_complete", 0) == 1 for k in f)
     except OSError:
         return 0
