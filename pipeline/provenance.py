@@ -12,9 +12,6 @@ import hashlib
 import os
 
 from .data.voc import VOCDataset
-from .store import file_digest
-
-__all__ = ["dataset_identity", "file_digest"]
 
 
 def _stat(path) -> str:

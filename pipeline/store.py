@@ -291,6 +291,8 @@ class ArtifactWriter:
         log(f"partial artifact {self.partial} {reason}; moved it to {target} and starting fresh")
 
     def _require_open(self):
+        if self._failed:
+            raise RuntimeError(f"writer for {self.path} had a failed write; rerun the stage to resume")
         if self._f is None:
             raise RuntimeError(f"writer for {self.path} is closed")
 
@@ -330,7 +332,7 @@ class ArtifactWriter:
         except Exception as exc:
             # After a failed write HDF5's state is undefined (deleting the key or closing the file
             # can crash it): leave the file alone; the next run verifies and recovers its keys.
-            ds = None  # noqa: F841
+            ds = None  # noqa: F841  (no handle into the damaged file outlives this frame)
             self._failed = True
             raise ArtifactWriteError(
                 f"writing key {key!r} to {self.partial} failed ({exc}); the key is not marked complete. "
