@@ -8,13 +8,17 @@
 import functools
 import json
 import os
+import shlex
+import signal
 import sys
+import threading
 from pathlib import Path
 
 sys.path.insert(0, workflow.basedir)
 from pipeline import config as cfgmod
 from pipeline.methods import ALL_METHODS as CAM_METHODS, VIT_METHODS
 from pipeline.data.voc import VOCDataset
+from pipeline.interrupt import interrupt_stages
 
 
 configfile: f"{workflow.basedir}/config.yaml"
@@ -25,7 +29,20 @@ cfgmod.validate(config)
 # `python` in the rules is the interpreter that runs Snakemake (the project's venv), even
 # when the venv is not activated. A prefix replaces Snakemake's default strict mode, so it is
 # restated: without pipefail, a failing stage piped into tee would count as a success.
-shell.prefix(f'set -euo pipefail; export PATH="{os.path.dirname(sys.executable)}:$PATH"; ')
+shell.prefix(f'set -euo pipefail; export PATH={shlex.quote(os.path.dirname(sys.executable))}:"$PATH"; ')
+
+
+def _interrupt_stages(signum, frame):
+    """SIGINT to Snakemake alone is passed on to the running stages (pipeline/interrupt.py), which
+    stop at once and keep their .partial; then Snakemake stops as usual."""
+    jobs = getattr(shell, "_processes", {})
+    interrupt_stages([proc.pid for proc in list(jobs.values())])
+    signal.default_int_handler(signum, frame)
+
+
+if threading.current_thread() is threading.main_thread():
+    signal.signal(signal.SIGINT, _interrupt_stages)
+
 DATASETS = list(config["datasets"])
 DEMOS = [d for d in DATASETS if config["datasets"][d]["kind"] == "demo"]
 
@@ -91,7 +108,8 @@ def checked_split_lists(dataset):
 
 
 def dataset_args(dataset):
-    return f"--root {root(dataset)} --classes '{json.dumps(ds(dataset)['classes'])}'"
+    """--root and --classes, each shell-quoted (config values never reach the shell bare)."""
+    return f"--root {shlex.quote(root(dataset))} --classes {shlex.quote(json.dumps(ds(dataset)['classes']))}"
 
 
 rule all:
@@ -113,8 +131,8 @@ rule make_demo:
     conda:
         "envs/wsss.yaml"
     shell:
-        "python -m stages.make_demo --out {output} --classes '{params.classes}'"
-        " --generator '{params.generator}' 2>&1 | tee {log}"
+        "python -m stages.make_demo --out {output:q} --classes {params.classes:q}"
+        " --generator {params.generator:q} 2>&1 | tee {log:q}"
 
 
 rule train_classifier:
@@ -140,9 +158,9 @@ rule train_classifier:
     conda:
         "envs/wsss.yaml"
     shell:
-        "python -m stages.train_classifier {params.data} --train-split {params.train}"
-        " --val-split {params.val} --cfg '{params.cfg}' --device {params.device} --seed {params.seed}"
-        " --threads {threads} --out {output.ckpt} --report {output.report} 2>&1 | tee {log}"
+        "python -m stages.train_classifier {params.data} --train-split {params.train:q}"
+        " --val-split {params.val:q} --cfg {params.cfg:q} --device {params.device:q} --seed {params.seed:q}"
+        " --threads {threads} --out {output.ckpt:q} --report {output.report:q} 2>&1 | tee {log:q}"
 
 
 def net_of(method):
@@ -176,9 +194,9 @@ rule extract_cams:
     conda:
         "envs/wsss.yaml"
     shell:
-        "python -m stages.extract_cams {params.data} --split {params.split} --shard {wildcards.shard}"
-        " --classifier {input.ckpt} --backbone {params.backbone} --method {wildcards.method} --cfg '{params.cfg}'"
-        " --device {params.device} --threads {threads} --out {output.maps} --tally {output.tally} 2>&1 | tee {log}"
+        "python -m stages.extract_cams {params.data} --split {params.split:q} --shard {wildcards.shard}"
+        " --classifier {input.ckpt:q} --backbone {params.backbone:q} --method {wildcards.method} --cfg {params.cfg:q}"
+        " --device {params.device:q} --threads {threads} --out {output.maps:q} --tally {output.tally:q} 2>&1 | tee {log:q}"
 
 
 rule evaluate_seeds:
@@ -196,8 +214,8 @@ rule evaluate_seeds:
     conda:
         "envs/wsss.yaml"
     shell:
-        "python -m stages.evaluate_seeds {params.data} --split {params.split} --cams {input.cams}"
-        " --method {wildcards.method} --cfg '{params.cfg}' --out {output} 2>&1 | tee {log}"
+        "python -m stages.evaluate_seeds {params.data} --split {params.split:q} --cams {input.cams:q}"
+        " --method {wildcards.method} --cfg {params.cfg:q} --out {output:q} 2>&1 | tee {log:q}"
 
 
 rule evaluate_boxes:
@@ -215,8 +233,8 @@ rule evaluate_boxes:
     conda:
         "envs/wsss.yaml"
     shell:
-        "python -m stages.evaluate_boxes {params.data} --split {params.split} --cams {input.cams}"
-        " --method {wildcards.method} --cfg '{params.cfg}' --out {output} 2>&1 | tee {log}"
+        "python -m stages.evaluate_boxes {params.data} --split {params.split:q} --cams {input.cams:q}"
+        " --method {wildcards.method} --cfg {params.cfg:q} --out {output:q} 2>&1 | tee {log:q}"
 
 
 LABEL_KEYS = ("alpha_low", "alpha_high", "crf")
@@ -243,9 +261,9 @@ rule affinity_labels:
     conda:
         "envs/wsss.yaml"
     shell:
-        "python -m stages.affinity_labels {params.data} --split {params.split} --eval-split {params.eval_split}"
-        " --shard {wildcards.shard} --cams {input.cams} --cfg '{params.cfg}' --workers {threads}"
-        " --out {output.labels} --tally {output.tally} 2>&1 | tee {log}"
+        "python -m stages.affinity_labels {params.data} --split {params.split:q} --eval-split {params.eval_split:q}"
+        " --shard {wildcards.shard} --cams {input.cams:q} --cfg {params.cfg:q} --workers {threads}"
+        " --out {output.labels:q} --tally {output.tally:q} 2>&1 | tee {log:q}"
 
 
 rule train_affinity:
@@ -271,9 +289,9 @@ rule train_affinity:
     conda:
         "envs/wsss.yaml"
     shell:
-        "python -m stages.train_affinity {params.data} --split {params.split} --labels {input.labels}"
-        " --cfg '{params.cfg}' --device {params.device} --seed {params.seed} --threads {threads}"
-        " --out {output.ckpt} --report {output.report} 2>&1 | tee {log}"
+        "python -m stages.train_affinity {params.data} --split {params.split:q} --labels {input.labels:q}"
+        " --cfg {params.cfg:q} --device {params.device:q} --seed {params.seed:q} --threads {threads}"
+        " --out {output.ckpt:q} --report {output.report:q} 2>&1 | tee {log:q}"
 
 
 rule propagate:
@@ -301,10 +319,10 @@ rule propagate:
     conda:
         "envs/wsss.yaml"
     shell:
-        "python -m stages.propagate {params.data} --split {params.split} --eval-split {params.eval_split}"
-        " --shard {wildcards.shard} --cams {input.cams} --affinity {input.affinity} --backbone {params.backbone}"
-        " --method {wildcards.method} --cfg '{params.cfg}' --device {params.device} --threads {threads}"
-        " --out {output.maps} --tally {output.tally} 2>&1 | tee {log}"
+        "python -m stages.propagate {params.data} --split {params.split:q} --eval-split {params.eval_split:q}"
+        " --shard {wildcards.shard} --cams {input.cams:q} --affinity {input.affinity:q} --backbone {params.backbone:q}"
+        " --method {wildcards.method} --cfg {params.cfg:q} --device {params.device:q} --threads {threads}"
+        " --out {output.maps:q} --tally {output.tally:q} 2>&1 | tee {log:q}"
 
 
 def refine_source(wildcards):
@@ -335,10 +353,10 @@ rule refine:
     conda:
         "envs/wsss.yaml"
     shell:
-        "python -m stages.refine {params.data} --split {params.split} --eval-split {params.eval_split}"
-        " --shard {wildcards.shard} --maps {input.maps} --source {params.source} --method {wildcards.method}"
-        " --bg-threshold {params.bg} --cfg '{params.cfg}' --workers {threads} --out {output.labels}"
-        " --tally {output.tally} 2>&1 | tee {log}"
+        "python -m stages.refine {params.data} --split {params.split:q} --eval-split {params.eval_split:q}"
+        " --shard {wildcards.shard} --maps {input.maps:q} --source {params.source:q} --method {wildcards.method}"
+        " --bg-threshold {params.bg:q} --cfg {params.cfg:q} --workers {threads} --out {output.labels:q}"
+        " --tally {output.tally:q} 2>&1 | tee {log:q}"
 
 
 # Segmentation: segnet/{labels}.pt is trained on pseudo/{labels}.h5, or on the ground truth when
@@ -374,9 +392,9 @@ rule train_segmentation:
     conda:
         "envs/wsss.yaml"
     shell:
-        "python -m stages.train_segmentation {params.data} --split {params.split} --labels {params.labels}"
-        " --cfg '{params.cfg}' --device {params.device} --seed {params.seed} --threads {threads}"
-        " --out {output.ckpt} --report {output.report} 2>&1 | tee {log}"
+        "python -m stages.train_segmentation {params.data} --split {params.split:q} --labels {params.labels:q}"
+        " --cfg {params.cfg:q} --device {params.device:q} --seed {params.seed:q} --threads {threads}"
+        " --out {output.ckpt:q} --report {output.report:q} 2>&1 | tee {log:q}"
 
 
 rule predict:
@@ -402,9 +420,9 @@ rule predict:
     conda:
         "envs/wsss.yaml"
     shell:
-        "python -m stages.predict {params.data} --split {params.split} --shard {wildcards.shard}"
-        " --model {input.model} --backbone {params.backbone} --cfg '{params.cfg}' --device {params.device}"
-        " --threads {threads} --out {output.preds} --tally {output.tally} 2>&1 | tee {log}"
+        "python -m stages.predict {params.data} --split {params.split:q} --shard {wildcards.shard}"
+        " --model {input.model:q} --backbone {params.backbone:q} --cfg {params.cfg:q} --device {params.device:q}"
+        " --threads {threads} --out {output.preds:q} --tally {output.tally:q} 2>&1 | tee {log:q}"
 
 
 def shards_of(ext):
@@ -431,8 +449,8 @@ rule gather:
     conda:
         "envs/wsss.yaml"
     shell:
-        "python -m stages.gather --classes '{params.classes}' --shards {input.shards} --tallies {input.tallies}"
-        " --out {output.maps} --report {output.report} 2>&1 | tee {log}"
+        "python -m stages.gather --classes {params.classes:q} --shards {input.shards:q} --tallies {input.tallies:q}"
+        " --out {output.maps:q} --report {output.report:q} 2>&1 | tee {log:q}"
 
 
 rule export_png:
@@ -465,8 +483,8 @@ rule evaluate_full:
     conda:
         "envs/wsss.yaml"
     shell:
-        "python -m stages.evaluate {params.data} --split {params.split} --preds {input.preds}"
-        " --out {output} 2>&1 | tee {log}"
+        "python -m stages.evaluate {params.data} --split {params.split:q} --preds {input.preds:q}"
+        " --out {output:q} 2>&1 | tee {log:q}"
 
 
 def final_input(name):
@@ -496,9 +514,9 @@ rule evaluate:
     conda:
         "envs/wsss.yaml"
     shell:
-        "python -m stages.evaluate {params.data} --split {params.split} --preds {input.preds}"
-        " --method {params.method} --classifier {input.classifier} --seeds {input.seeds}"
-        " --pseudo {input.pseudo} --full {input.full} --out {output} 2>&1 | tee {log}"
+        "python -m stages.evaluate {params.data} --split {params.split:q} --preds {input.preds:q}"
+        " --method {params.method:q} --classifier {input.classifier:q} --seeds {input.seeds:q}"
+        " --pseudo {input.pseudo:q} --full {input.full:q} --out {output:q} 2>&1 | tee {log:q}"
 
 
 def per_method(pattern):
@@ -520,8 +538,8 @@ rule summarize_cams:
     conda:
         "envs/wsss.yaml"
     shell:
-        "python -m stages.summarize_cams --seeds {input.seeds} --boxes {input.boxes}"
-        " --timing {input.timing} --out {output} 2>&1 | tee {log}"
+        "python -m stages.summarize_cams --seeds {input.seeds:q} --boxes {input.boxes:q}"
+        " --timing {input.timing:q} --out {output:q} 2>&1 | tee {log:q}"
 
 
 def uses_rw(dataset):
@@ -555,11 +573,10 @@ rule report:
         data=lambda wc: dataset_args(wc.dataset),
         split=lambda wc: ds(wc.dataset)["splits"]["cams"],
         val=lambda wc: ds(wc.dataset)["splits"]["val"],
-        seeds=lambda wc, input: " ".join(f"{Path(f).stem}={f}" for f in input.seeds),
-        histories=lambda wc, input: " ".join(
-            [f"classifier={input.classifier}"] + [f"affinity={f}" for f in input.affinity]
-            + [f"segnet_weak={input.segnet}", f"segnet_full={input.segnet_full}"]),
-        rw=lambda wc, input: f"--rw {input.rw}" if input.rw else "",
+        seeds=lambda wc, input: [f"{Path(f).stem}={f}" for f in input.seeds],
+        histories=lambda wc, input: [f"classifier={input.classifier}", *(f"affinity={f}" for f in input.affinity),
+                                     f"segnet_weak={input.segnet}", f"segnet_full={input.segnet_full}"],
+        rw=lambda wc, input: ["--rw", *input.rw] if input.rw else [],
         anchors=lambda wc: "--voc-anchors" if ds(wc.dataset)["kind"] == "voc" else "",
         samples=lambda wc: cfgmod.stage_config(config, wc.dataset, "report")["samples"],
     log:
@@ -567,8 +584,8 @@ rule report:
     conda:
         "envs/wsss.yaml"
     shell:
-        "python -m stages.report {params.data} --split {params.split} --val-split {params.val}"
-        " --title 'WSSS run: {wildcards.dataset}' --miou {input.miou} --seeds {params.seeds}"
-        " --histories {params.histories} --cams {input.cams} {params.rw} --pseudo {input.pseudo}"
-        " --preds weak={input.preds} full={input.preds_full} --samples {params.samples} {params.anchors}"
-        " --out {output} 2>&1 | tee {log}"
+        "python -m stages.report {params.data} --split {params.split:q} --val-split {params.val:q}"
+        " --title 'WSSS run: {wildcards.dataset}' --miou {input.miou:q} --seeds {params.seeds:q}"
+        " --histories {params.histories:q} --cams {input.cams:q} {params.rw:q} --pseudo {input.pseudo:q}"
+        " --preds weak={input.preds:q} full={input.preds_full:q} --samples {params.samples:q} {params.anchors:q}"
+        " --out {output:q} 2>&1 | tee {log:q}"

@@ -18,6 +18,7 @@ from .crf import crf_softmax
 from .data.voc import VOCDataset
 from .maps_io import IGNORE, confusion_split, image_and_maps
 from .parallel import image_pool
+from .provenance import dataset_identity
 from .store import ArtifactReader, ArtifactWriter
 
 
@@ -78,7 +79,8 @@ def make_labels(cams: ArtifactReader, voc: VOCDataset, out, cfg: dict, workers: 
     (pipeline.shards) with the label coverage of the images computed now."""
     params = {k: cfg[k] for k in ("alpha_low", "alpha_high", "crf")}
     counts = np.zeros(3, np.int64)  # foreground, background, ignored pixels (of this run's images)
-    with ArtifactWriter(out, meta={**params, "classes": voc.classes}) as writer:
+    provenance = {"data": dataset_identity(voc), "cams": cams.digest}
+    with ArtifactWriter(out, meta={**params, "classes": voc.classes}, provenance=provenance) as writer:
         todo = [i for i in voc.ids if i not in writer.done_keys()]
         job = _Labeller(voc, cams, params)
         with image_pool(workers) as pool:

@@ -19,7 +19,8 @@ from .data.voc import VOCDataset
 from .methods import CNN_METHODS
 from .models.classifier import Classifier
 from .multiscale import scale_sum
-from .store import ArtifactWriter
+from .provenance import dataset_identity
+from .store import ArtifactWriter, file_digest
 from .vit_cams import VIT_METHODS, vit_multiscale_cam
 
 
@@ -114,14 +115,16 @@ class _Images(Dataset):
 
 
 def extract(model: Classifier, meta: dict, voc: VOCDataset, out: str | Path, scales, flip: bool,
-            device, method: str = "cam", levels=(), workers: int = 1) -> dict:
-    """Write one float16 (K, H, W) map per image with attribute `classes`; resumes from NAME.partial.
+            device, method: str = "cam", levels=(), workers: int = 1, *, classifier: str) -> dict:
+    """Write one float16 (K, H, W) map per image with attribute `classes`; resumes from NAME.partial
+    if it was computed from the same images and the same `classifier` checkpoint (its hash).
     Returns the tally (pipeline.shards): images, those computed now and their seconds."""
     model.eval().to(device)
     params = {"method": method, "levels": list(levels), "scales": list(scales), "flip": flip,
               "classes": voc.classes}
     seconds = 0.0
-    with ArtifactWriter(out, meta=params) as writer:
+    provenance = {"data": dataset_identity(voc), "classifier": file_digest(classifier)}
+    with ArtifactWriter(out, meta=params, provenance=provenance) as writer:
         done = writer.done_keys()
         todo = [i for i in voc.ids if i not in done]
         loader = DataLoader(_Images(voc, todo), batch_size=None, num_workers=workers,

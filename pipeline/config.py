@@ -2,12 +2,18 @@
 from __future__ import annotations
 
 import copy
+import importlib.metadata
+import os
 from pathlib import Path
 
 import jsonschema
 import yaml
 
 SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
+# the sections whose `backbone` is a timm model name (vit_classifier's, laid over classifier's)
+BACKBONE_SECTIONS = ("classifier", "vit_classifier", "affinity", "segmentation")
+# keys of `weights` that are not a checkpoint path (pipeline.models.weights)
+NAMED_WEIGHTS = ("offline", "none", "timm")
 
 
 class ConfigError(ValueError):
@@ -64,7 +70,49 @@ def validate(config: dict) -> dict:
         if segmentation["scale_attention"] and segmentation["attention_scales"][0] != 1.0:
             raise ConfigError(f"config key 'segmentation.attention_scales' {segmentation['attention_scales']} "
                               f"(dataset '{name}'): the first scale must be 1.0, the input itself")
+        for section in ("seeds", "boxes"):
+            start, stop, step = stage_config(config, name, section)["sweep"]
+            if step <= 0 or start > stop:
+                raise ConfigError(f"config key '{section}.sweep' [{start}, {stop}, {step}] (dataset '{name}'): "
+                                  "expected [start, stop, step] with start <= stop and step > 0")
+        _check_backbones(config, name)
     return config
+
+
+def _check_backbones(config: dict, dataset: str) -> None:
+    """Each backbone is a model timm knows, each weights path exists: found by a dry run, not
+    after hours of the stages before."""
+    known = timm_model_names()
+    for section in BACKBONE_SECTIONS:
+        cfg = stage_config(config, dataset, section)
+        if cfg["backbone"].split(".")[0] not in known:   # timm accepts 'name.pretrained_tag'
+            raise ConfigError(f"config key '{section}.backbone' (dataset '{dataset}'): '{cfg['backbone']}' is not "
+                              f"a timm model name (timm {importlib.metadata.version('timm')}; see "
+                              "timm.list_models())")
+        weights = cfg.get("weights", "none")
+        if weights not in NAMED_WEIGHTS and not Path(weights).is_file():
+            raise ConfigError(f"config key '{section}.weights' (dataset '{dataset}'): '{weights}' is neither one "
+                              f"of {', '.join(NAMED_WEIGHTS)} nor an existing checkpoint file")
+
+
+def timm_model_names() -> frozenset[str]:
+    """Every model name the installed timm registers. The list is cached per timm version under
+    ~/.cache (XDG_CACHE_HOME): building it imports torch, seconds that every dry run would pay."""
+    version = importlib.metadata.version("timm")
+    cache_dir = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "wsss-pipeline"
+    cache = cache_dir / f"timm-{version}-models.txt"
+    if cache.is_file():
+        return frozenset(cache.read_text().split())
+    import timm   # noqa: PLC0415  (only when the cache is missing)
+    names = timm.list_models()
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
+        tmp.write_text("\n".join(names) + "\n")
+        tmp.replace(cache)
+    except OSError:
+        pass   # a read-only home: the check still works, only slower
+    return frozenset(names)
 
 
 def load(path: str | Path) -> dict:

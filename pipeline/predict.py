@@ -17,7 +17,8 @@ from .crf import crf_softmax
 from .data.transforms import resize, to_tensor
 from .data.voc import VOCDataset
 from .models.segnet import SegmentationNet
-from .store import ArtifactWriter
+from .provenance import dataset_identity
+from .store import ArtifactWriter, file_digest
 
 
 @torch.no_grad()
@@ -37,12 +38,14 @@ def predict_probs(model: SegmentationNet, image: np.ndarray, mean, std, scales, 
     return (total / count).cpu().numpy()
 
 
-def predict(model: SegmentationNet, meta: dict, voc: VOCDataset, out, cfg: dict, device) -> dict:
-    """cfg: test_scales, test_flip, test_crf, crf (the CRF's parameters)."""
+def predict(model: SegmentationNet, meta: dict, voc: VOCDataset, out, cfg: dict, device, *, checkpoint: str) -> dict:
+    """cfg: test_scales, test_flip, test_crf, crf (the CRF's parameters). Resumable from a partial
+    computed from the same images and the same `checkpoint` (its hash)."""
     model.eval().to(device)
     params = {k: cfg[k] for k in ("test_scales", "test_flip", "test_crf", "crf")}
     seconds = 0.0
-    with ArtifactWriter(out, meta={**params, "classes": voc.classes}) as writer:
+    provenance = {"data": dataset_identity(voc), "model": file_digest(checkpoint)}
+    with ArtifactWriter(out, meta={**params, "classes": voc.classes}, provenance=provenance) as writer:
         todo = [i for i in voc.ids if i not in writer.done_keys()]
         for image_id in tqdm(todo, desc=f"predict {voc.split}"):
             image = voc.load_image(image_id)

@@ -18,8 +18,9 @@ from .data.transforms import to_tensor
 from .data.voc import VOCDataset
 from .maps_io import argmax_label, confusion_split, image_and_maps
 from .models.affinity_net import AffinityNet
+from .provenance import dataset_identity
 from .random_walk import random_walk, transition_weights
-from .store import ArtifactReader, ArtifactWriter
+from .store import ArtifactReader, ArtifactWriter, file_digest
 
 
 @torch.no_grad()
@@ -43,12 +44,14 @@ def propagate_image(model: AffinityNet, image: np.ndarray, cams: np.ndarray, mea
 
 
 def propagate(model: AffinityNet, meta: dict, cams: ArtifactReader, voc: VOCDataset, out, cfg: dict,
-              device) -> dict:
-    """One float16 (1 + K, H, W) map per image with attribute `classes` = [0, class ids...]; resumable."""
+              device, *, affinity: str) -> dict:
+    """One float16 (1 + K, H, W) map per image with attribute `classes` = [0, class ids...]; resumable
+    from a partial computed from the same images, CAMs and `affinity` checkpoint."""
     model.eval().to(device)
     params = {k: cfg[k] for k in ("radius", "beta", "logt", "alpha")}
     seconds = 0.0
-    with ArtifactWriter(out, meta={**params, "classes": voc.classes}) as writer:
+    provenance = {"data": dataset_identity(voc), "cams": cams.digest, "affinity": file_digest(affinity)}
+    with ArtifactWriter(out, meta={**params, "classes": voc.classes}, provenance=provenance) as writer:
         todo = [i for i in voc.ids if i not in writer.done_keys()]
         for image_id in tqdm(todo, desc="random walk"):
             image, maps, class_ids = image_and_maps(voc, cams, image_id)

@@ -25,6 +25,7 @@ from .data.voc import VOCDataset
 from .maps_io import IGNORE, add_scored, image_and_maps
 from .metrics import ConfusionAccumulator
 from .pamr import pamr
+from .provenance import dataset_identity
 from .parallel import image_pool
 from .store import ArtifactReader, ArtifactWriter
 
@@ -128,7 +129,8 @@ def refine(maps: ArtifactReader, voc: VOCDataset, eval_voc: VOCDataset, out, cfg
     acc = [ConfusionAccumulator(len(voc.classes)) for _ in names]
     params = {"steps": steps, "source": source, "bg_threshold": bg_threshold,
               **{k: cfg[k] for k in ("crf_mode", "crf_softmax", "crf_label", "pamr", "saliency")}}
-    with ArtifactWriter(out, meta={**params, "classes": voc.classes}) as writer:
+    provenance = {"data": dataset_identity(voc), "maps": maps.digest}
+    with ArtifactWriter(out, meta={**params, "classes": voc.classes}, provenance=provenance) as writer:
         # scoring needs every evaluated image's intermediate labels: those are always recomputed
         todo = [i for i in voc.ids if i not in writer.done_keys() or i in evaluated]
         with image_pool(workers) as pool:
@@ -137,6 +139,9 @@ def refine(maps: ArtifactReader, voc: VOCDataset, eval_voc: VOCDataset, out, cfg
                 writer.write(image_id, labels[-1])
                 if image_id in evaluated:
                     gt = voc.load_mask(image_id)
+                    if gt.shape != labels[-1].shape:
+                        raise ValueError(f"mask {voc.mask_path(image_id)} is {gt.shape}, the maps of '{image_id}' "
+                                         f"in {maps.path} (and its image) are {labels[-1].shape}")
                     for a, label in zip(acc, labels):
                         add_scored(a, gt, label)   # saliency's 255 conflicts are not scored
     return {"split": voc.split, "eval_split": eval_voc.split, "images": len(voc), "eval_images": len(eval_voc),

@@ -10,6 +10,10 @@ from .store import ArtifactReader
 
 
 def sweep_values(start: float, stop: float, step: float) -> list[float]:
+    """start, start + step, ..., stop (inclusive); config.validate checks start <= stop, step > 0."""
+    if step <= 0 or start > stop:
+        raise ValueError(f"sweep [{start}, {stop}, {step}]: expected [start, stop, step] with start <= stop "
+                         "and step > 0")
     count = int(round((stop - start) / step)) + 1
     return [round(start + i * step, 6) for i in range(count)]
 

@@ -2,27 +2,50 @@
 
 Writers work on ``NAME.partial`` and atomically rename it to ``NAME`` on success, so
 Snakemake never sees a half-written output. A killed stage resumes from the partial
-file: only keys carrying the completion marker (written after the data, followed by a
-flush) count as done; anything else is deleted and rewritten.
+file: only keys carrying the completion marker count as done; anything else is deleted
+and rewritten. Per key, the data and a checksum of data + attributes are flushed first and
+the marker after them, so a failed write (disk full, I/O error) leaves no marker.
+
+Provenance: a partial records what it was computed from (the stage's parameters in `meta`,
+and in `provenance` the identity of its inputs: checkpoint hashes, input artifacts' digests,
+the split list). It is resumed only when both match exactly; otherwise it is moved aside
+with one log line that says why. On resume every done key is checked against its checksum.
+A finished artifact carries a `digest` of its keys' checksums and its meta: the content
+identity later stages record as their input's provenance.
 
 No pickle is used: arrays are plain HDF5 datasets, metadata are JSON strings/attributes.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import os
 import re
+import sys
 import time
-import warnings
 
 import h5py
 import numpy as np
 
 # Written last on each dataset; its presence proves data and attrs reached the file.
 _COMPLETE = "_complete"
+# Written before the marker: blake2b of the stored data, its shape/dtype and attributes.
+_CHECKSUM = "_checksum"
+_RESERVED = (_COMPLETE, _CHECKSUM)
 # Root attribute holding the stage parameters as JSON.
 _META = "meta"
+# Root attribute of a partial: identity of the inputs it was computed from (JSON).
+_PROVENANCE = "provenance"
+# Root attribute of a finished artifact: content identity (keys' checksums + meta).
+_DIGEST = "digest"
+# Free bytes a write needs beyond twice its data (HDF5 metadata, the flush of the cache).
+SPACE_MARGIN = 1 << 20
+# Seconds to wait for the lock of a partial (see ArtifactWriter._open_locked).
+LOCK_WAIT = 30
+# Files whose write failed: never touched again in this process (see ArtifactWriter.write).
+_ABANDONED: list = []
 # Keys become HDF5 names: no '/' (would create groups), no '.'/'..' (path components).
 _KEY_RE = re.compile(r"[A-Za-z0-9_.-]+")
 
@@ -61,9 +84,77 @@ def _convert(key: str, array) -> np.ndarray:
     raise TypeError(f"key {key!r}: unsupported array dtype {arr.dtype}")
 
 
+class ArtifactWriteError(OSError):
+    """Writing a key failed (disk full, I/O error); the key was not marked complete."""
+
+
+def log(message: str) -> None:
+    """One line on stderr (the stage's log): resume decisions that change what gets computed."""
+    print(f"store: {message}", file=sys.stderr, flush=True)
+
+
+def _attr_value(value):
+    # Attributes come back from HDF5 as numpy types: compare them as plain JSON values.
+    return value if isinstance(value, str) else np.asarray(value).tolist()
+
+
+def checksum(data: np.ndarray, attrs: dict) -> str:
+    """blake2b of an array as stored (dtype, shape, bytes) and its attributes."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"{data.dtype.str}{data.shape}".encode())
+    h.update(np.ascontiguousarray(data).tobytes())
+    h.update(json.dumps({k: _attr_value(v) for k, v in attrs.items()}, sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def _dataset_checksum(ds: h5py.Dataset) -> str:
+    return checksum(ds[()], {k: v for k, v in ds.attrs.items() if k not in _RESERVED})
+
+
+def _readable_checksum(ds: h5py.Dataset) -> str | None:
+    """The dataset's checksum, or None when its chunk no longer decompresses."""
+    try:
+        return _dataset_checksum(ds)
+    except OSError:
+        return None
+
+
+def _digest(meta_json, sums: dict[str, str]) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    h.update(json.dumps({"meta": meta_json, "keys": sorted(sums.items())}).encode())
+    return h.hexdigest()
+
+
+def _aside_name(path: str, why: str) -> str:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target = f"{path}.{why}-{stamp}"
+    n = 1
+    while os.path.exists(target):  # two in the same second
+        target = f"{path}.{why}-{stamp}-{n}"
+        n += 1
+    return target
+
+
+def move_aside(path: str, why: str) -> str:
+    """Rename `path` to `path.<why>-<time>` (kept for inspection, never reused); returns the name."""
+    target = _aside_name(path, why)
+    os.replace(path, target)
+    return target
+
+
+def differences(stored: dict, wanted: dict, prefix: str = "") -> list[str]:
+    """The top-level keys whose values differ, as 'key (old -> new)' for the log line."""
+    out = []
+    for k in sorted(set(stored) | set(wanted)):
+        if stored.get(k) != wanted.get(k):
+            old, new = (json.dumps(d.get(k, "absent"), sort_keys=True)[:60] for d in (stored, wanted))
+            out.append(f"{prefix}{k} ({old} -> {new})")
+    return out
+
+
 def _check_attr(key: str, name: str, value):
-    if name == _COMPLETE:
-        raise ValueError(f"key {key!r}: attribute name {_COMPLETE!r} is reserved")
+    if name in _RESERVED:
+        raise ValueError(f"key {key!r}: attribute name {name!r} is reserved")
     if isinstance(value, (bool, int, float, str, np.generic)):
         return value
     if isinstance(value, (np.ndarray, list, tuple)):
@@ -77,74 +168,131 @@ def _check_attr(key: str, name: str, value):
 
 
 class ArtifactWriter:
-    """Writes one artifact file, resuming from ``path + '.partial'`` if present."""
+    """Writes one artifact file, resuming from ``path + '.partial'`` if it was computed from the
+    same `meta` (the stage's parameters) and `provenance` (its inputs' identities)."""
 
-    def __init__(self, path, meta: dict | None = None):
+    def __init__(self, path, meta: dict | None = None, provenance: dict | None = None):
         self.path = os.fspath(path)
         self.partial = self.path + ".partial"
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
         self._f = None
+        self._failed = False
         self._done: set[str] = set()
+        self._sums: dict[str, str] = {}
 
         if os.path.exists(self.partial):
-            self._resume()
-        if self._f is not None and meta is not None:
-            stored = self._f.attrs.get(_META)
-            if stored is None or _canonical_json(json.loads(stored)) != _canonical_json(meta):
-                # Keys computed with other parameters are useless for this run.
-                warnings.warn(
-                    f"parameters of {self.partial} changed; discarding "
-                    f"{len(self._done)} partial keys and starting fresh",
-                    stacklevel=2,
-                )
-                self._f.close()
-                os.remove(self.partial)
-                self._f = None
-                self._done = set()
+            self._resume(meta, provenance)
         if self._f is None:
-            self._f = h5py.File(self.partial, "w")
-        if meta is not None:
-            self.set_meta(meta)
+            self._f = self._create(meta, provenance)
 
-    def _resume(self):
+    def _create(self, meta, provenance) -> h5py.File:
+        f = h5py.File(self.partial, "w")
+        if meta is not None:
+            f.attrs[_META] = _canonical_json(meta)
+        f.attrs[_PROVENANCE] = _canonical_json(provenance or {})
+        f.flush()
+        return f
+
+    def _open_locked(self) -> h5py.File:
+        """Open the partial for appending. Its lock may still be held for a few seconds by the
+        loader workers of a killed run (they inherit the handle, and notice their parent's death
+        within 5 s): wait for them; a lock held longer belongs to a live writer."""
+        deadline = time.monotonic() + LOCK_WAIT
+        while True:
+            try:
+                return h5py.File(self.partial, "a")
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise BlockingIOError(errno.EAGAIN, f"{self.partial} is locked by another process (is the "
+                                          f"stage still running elsewhere?); waited {LOCK_WAIT} s") from None
+                time.sleep(0.5)
+
+    def _resume(self, meta, provenance):
         try:
-            f = h5py.File(self.partial, "a")
+            f = self._open_locked()
         except BlockingIOError:
             raise  # locked by a live writer: not corruption, never move it aside
         except OSError as exc:
-            self._move_aside(exc)
+            self._salvage(meta, provenance, f"cannot be opened ({exc})")
             return
         try:
-            for name in list(f.keys()):
-                obj = f.get(name)
-                if isinstance(obj, h5py.Dataset) and obj.attrs.get(_COMPLETE, 0) == 1:
-                    self._done.add(name)
-                else:
-                    # Interrupted mid-write (or foreign object): drop it so it is redone.
-                    del f[name]
+            stale = self._stale_reason(f, meta, provenance)
+            if stale:
+                f.close()
+                self._set_aside("stale", stale)
+                return
+            bad = self._load_done_keys(f)
             f.flush()
-        except Exception as exc:  # damaged internals that only show up when walking the file
-            f.close()
-            self._done = set()
-            self._move_aside(exc)
+        except Exception as exc:  # damaged internals (a disk that filled up, say) show up when walking the file
+            try:
+                f.close()
+            except Exception:  # noqa: BLE001  it is moved aside in any case
+                pass
+            self._done, self._sums = set(), {}
+            self._salvage(meta, provenance, f"cannot be read ({exc})")
             return
+        if bad:
+            log(f"{self.partial}: {len(bad)} completed keys failed their checksum and are recomputed, "
+                f"e.g. {bad[0]!r}")
         self._f = f
 
-    def _move_aside(self, exc):
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        target = f"{self.partial}.corrupt-{stamp}"
-        n = 1
-        while os.path.exists(target):  # two failures within the same second
-            target = f"{self.partial}.corrupt-{stamp}-{n}"
-            n += 1
-        os.replace(self.partial, target)
-        warnings.warn(
-            f"cannot open partial artifact {self.partial} ({exc}); moved it to {target} "
-            f"and starting fresh",
-            stacklevel=3,
-        )
+    def _salvage(self, meta, provenance, reason: str):
+        """Move a damaged partial aside and copy the keys that still verify into a fresh one
+        (read-only: writing into a damaged HDF5 file can crash the library)."""
+        target = move_aside(self.partial, "corrupt")
+        try:
+            with h5py.File(target, "r") as old:
+                if self._stale_reason(old, meta, provenance) is None:
+                    self._f = self._create(meta, provenance)
+                    for name in old:
+                        try:
+                            total = check_dataset(old[name], name, target)
+                        except Exception:  # noqa: BLE001  incomplete, damaged or foreign: recomputed
+                            continue
+                        old.copy(old[name], self._f, name=name)
+                        self._done.add(name)
+                        self._sums[name] = total
+                    self._f.flush()
+        except Exception:  # noqa: BLE001  unreadable as a whole: everything is recomputed
+            pass
+        log(f"partial artifact {self.partial} {reason}; moved it to {target}; recovered the {len(self._done)} "
+            "keys that verify, computing the rest afresh")
+
+    @staticmethod
+    def _stale_reason(f: h5py.File, meta, provenance) -> str | None:
+        stored_meta = f.attrs.get(_META)
+        stored_prov = f.attrs.get(_PROVENANCE)
+        if stored_prov is None:
+            return "it records no provenance (written by an older version)"
+        old_meta = json.loads(stored_meta) if stored_meta is not None else {}
+        old_prov = json.loads(stored_prov)
+        changed = differences(old_meta, meta or {}, "parameter ") + \
+            differences(old_prov, provenance or {}, "input ")
+        return f"changed since it was written: {'; '.join(changed)}" if changed else None
+
+    def _load_done_keys(self, f: h5py.File) -> list[str]:
+        """Collect the complete keys whose data match their checksum; delete everything else."""
+        bad = []
+        for name in list(f.keys()):
+            obj = f.get(name)
+            if isinstance(obj, h5py.Dataset) and obj.attrs.get(_COMPLETE, 0) == 1:
+                stored = obj.attrs.get(_CHECKSUM)
+                if stored is not None and _readable_checksum(obj) == stored:
+                    self._done.add(name)
+                    self._sums[name] = str(stored)
+                    continue
+                bad.append(name)
+            # interrupted mid-write, bad data or a foreign object: drop it so it is redone
+            del f[name]
+        return bad
+
+    def _set_aside(self, why: str, reason: str):
+        target = move_aside(self.partial, why)
+        log(f"partial artifact {self.partial} {reason}; moved it to {target} and starting fresh")
 
     def _require_open(self):
+        if self._failed:
+            raise RuntimeError(f"writer for {self.path} had a failed write; rerun the stage to resume")
         if self._f is None:
             raise RuntimeError(f"writer for {self.path} is closed")
 
@@ -165,6 +313,8 @@ class ArtifactWriter:
         if key in self._f:  # rewriting a key replaces it
             del self._f[key]
         self._done.discard(key)
+        self._sums.pop(key, None)
+        self._require_space(key, data)
         try:
             if data.ndim and data.size:
                 ds = self._f.create_dataset(
@@ -175,25 +325,60 @@ class ArtifactWriter:
                 ds = self._f.create_dataset(key, data=data)
             for name, value in attrs.items():
                 ds.attrs[name] = value
-            ds.attrs[_COMPLETE] = 1  # last: marks data + attrs as fully written
+            ds.attrs[_CHECKSUM] = total = checksum(data, attrs)
+            self._f.flush()  # data and checksum on disk before the marker that vouches for them
+            ds.attrs[_COMPLETE] = 1
             self._f.flush()  # so a later kill cannot lose this key
-        except BaseException:
-            # Don't leave a half-written dataset that a successful finish() would publish.
-            if self._f is not None and key in self._f:
-                del self._f[key]
+        except Exception as exc:
+            # After a failed write HDF5's state is undefined (deleting the key or closing the file
+            # can crash it): leave the file alone; the next run verifies and recovers its keys.
+            ds = None  # noqa: F841  (no handle into the damaged file outlives this frame)
+            self._failed = True
+            raise ArtifactWriteError(
+                f"writing key {key!r} to {self.partial} failed ({exc}); the key is not marked complete. "
+                f"The {len(self._done)} keys done are kept: free space or fix the disk, then rerun") from exc
+        except BaseException:  # interrupted: don't leave a half-written dataset for finish() to publish
+            self._discard(key)
             raise
         self._done.add(key)
+        self._sums[key] = total
+
+    def _require_space(self, key: str, data: np.ndarray):
+        """Refuse a write the disk cannot hold before HDF5 starts it: a write that fails inside
+        HDF5 leaves the file damaged (the next run recovers what verifies, but not more)."""
+        stat = os.statvfs(os.path.dirname(os.path.abspath(self.partial)))
+        free, needed = stat.f_bavail * stat.f_frsize, 2 * data.nbytes + SPACE_MARGIN
+        if free < needed:
+            raise ArtifactWriteError(errno.ENOSPC, f"disk full: {free} bytes free for {self.partial}, key {key!r} "
+                                     f"needs up to {needed}; the {len(self._done)} keys done are kept: free space, "
+                                     "then rerun")
+
+    def _discard(self, key: str):
+        try:
+            if self._f is not None and key in self._f:
+                del self._f[key]
+        except Exception:  # noqa: BLE001  the file may be unwritable now; resume re-checks the key
+            pass
 
     def close(self):
         """Close, keeping the .partial file for a later resume."""
-        if self._f is not None:
-            self._f.close()
+        if self._failed:   # see write(): the handle is left to the process's end
+            _ABANDONED.append(self._f)
             self._f = None
+        if self._f is not None:
+            f, self._f = self._f, None
+            try:
+                f.close()
+            except Exception as exc:  # noqa: BLE001  e.g. disk full: resume re-checks every key
+                log(f"closing {self.partial} failed ({exc}); the next run re-checks its keys")
 
     def finish(self):
-        """Close and atomically publish the artifact under its final name."""
+        """Record the content digest, close and atomically publish the artifact."""
         self._require_open()
-        self.close()
+        self._f.attrs[_DIGEST] = _digest(self._f.attrs.get(_META), self._sums)
+        self._f.flush()
+        self._f.close()
+        self._f = None
         with open(self.partial, "rb") as fh:
             os.fsync(fh.fileno())  # data on disk before the rename makes it visible
         os.replace(self.partial, self.path)
@@ -224,7 +409,7 @@ class ArtifactReader:
     def _file(self) -> h5py.File:
         # HDF5 handles must not be shared across fork: reopen in each process.
         if self._f is None or self._pid != os.getpid():
-            self._f = h5py.File(self.path, "r")
+            self._f = open_h5(self.path)
             self._pid = os.getpid()
         return self._f
 
@@ -250,12 +435,24 @@ class ArtifactReader:
         return self._dataset(key)[()]
 
     def attrs(self, key) -> dict:
-        return {k: v for k, v in self._dataset(key).attrs.items() if k != _COMPLETE}
+        return {k: v for k, v in self._dataset(key).attrs.items() if k not in _RESERVED}
 
     @property
     def meta(self) -> dict:
         raw = self._file().attrs.get(_META)
         return json.loads(raw) if raw is not None else {}
+
+    @property
+    def digest(self) -> str:
+        """Content identity: the writer's digest of keys' checksums and meta; for a file written
+        without one (an older version, another tool), a hash of the file's bytes."""
+        stored = self._file().attrs.get(_DIGEST)
+        return str(stored) if stored is not None else file_digest(self.path)
+
+    def verify(self) -> None:
+        """Raise naming the first key whose data no longer match the checksum stored with it."""
+        for key in self.keys():
+            check_dataset(self._dataset(key), key, self.path)
 
     def close(self):
         # Only close a handle this process opened; a forked copy is just dropped.
@@ -275,19 +472,59 @@ class ArtifactReader:
         return False
 
 
+def open_h5(path) -> h5py.File:
+    """Open a finished artifact read-only; a damaged one is an error that names it."""
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        raise OSError(f"cannot open HDF5 artifact {path} ({exc}): truncated or corrupt? delete it "
+                      "and rerun the stage that wrote it") from exc
+
+
+def file_digest(path) -> str:
+    """blake2b of a file's bytes: the content identity of a checkpoint."""
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def check_dataset(ds: h5py.Dataset, key: str, path: str) -> str:
+    """The dataset's checksum, after checking it is complete and its data match the stored one."""
+    if ds.attrs.get(_COMPLETE, 0) != 1:
+        raise ValueError(f"key {key!r} of {path} is incomplete (not a finished artifact?)")
+    stored = ds.attrs.get(_CHECKSUM)
+    if stored is None:
+        raise ValueError(f"key {key!r} of {path} has no checksum (written by an older version): "
+                         f"delete {path} and rerun the stage that wrote it")
+    try:
+        actual = _dataset_checksum(ds)
+    except Exception as exc:  # a damaged chunk may fail to decompress at all
+        raise ValueError(f"key {key!r} of {path} cannot be read ({exc}): the file is corrupt; delete it "
+                         "and rerun the stage that wrote it") from exc
+    if actual != stored:
+        raise ValueError(f"key {key!r} of {path} fails its checksum (stored {stored}, data give {actual}): "
+                         "the file is corrupt; delete it and rerun the stage that wrote it")
+    return str(stored)
+
+
 def merge_artifacts(paths, out) -> int:
     """Copy every dataset of the finished artifacts `paths` into one artifact `out` (published
     atomically like a writer's). The datasets are copied as stored, attributes included, so the
     result holds exactly what a single run over all their images writes. The files must have been
-    written with the same parameters (root `meta`) and hold disjoint keys. Returns the key count."""
+    written with the same parameters (root `meta`) and hold disjoint keys, and each key's data must
+    match the checksum its writer stored (a corrupted chunk is never published). Returns the key count."""
     out = os.fspath(out)
     partial = out + ".partial"
     paths = [os.fspath(p) for p in paths]
     seen: dict[str, str] = {}
+    sums: dict[str, str] = {}
     try:
         with h5py.File(partial, "w") as dst:
             for path in paths:
-                _copy_shard(path, dst, seen, first=paths[0])
+                _copy_shard(path, dst, seen, sums, first=paths[0])
+            dst.attrs[_DIGEST] = _digest(dst.attrs.get(_META), sums)
     except BaseException:
         os.remove(partial)   # a merge is cheap to redo; half of one is of no use
         raise
@@ -297,8 +534,8 @@ def merge_artifacts(paths, out) -> int:
     return len(seen)
 
 
-def _copy_shard(path: str, dst: h5py.File, seen: dict[str, str], first: str) -> None:
-    with h5py.File(path, "r") as src:
+def _copy_shard(path: str, dst: h5py.File, seen: dict[str, str], sums: dict[str, str], first: str) -> None:
+    with open_h5(path) as src:
         stored = src.attrs.get(_META)
         if path == first and stored is not None:
             dst.attrs[_META] = stored
@@ -308,7 +545,6 @@ def _copy_shard(path: str, dst: h5py.File, seen: dict[str, str], first: str) -> 
         for key in src:
             if key in seen:
                 raise ValueError(f"key {key!r} is in both {seen[key]} and {path}")
-            if src[key].attrs.get(_COMPLETE, 0) != 1:
-                raise ValueError(f"key {key!r} of {path} is incomplete (not a finished artifact?)")
+            sums[key] = check_dataset(src[key], key, path)
             src.copy(src[key], dst, name=key)
             seen[key] = path

@@ -22,7 +22,8 @@ from .models.affinity_net import AffinityNet, save_affinity_net
 from .models.classifier import normalisation
 from .random_walk import half_offsets, overlap, pair_affinity
 from .store import ArtifactReader
-from .training import file_identity, fit
+from .provenance import dataset_identity
+from .training import fit
 
 EPS = 1e-5
 
@@ -83,8 +84,8 @@ def train(voc: VOCDataset, labels: ArtifactReader, cfg: dict, out: str | Path, d
         x, grid = batch
         return affinity_loss(model(x.to(device)), grid.to(device), cfg["radius"])
 
-    settings = {"cfg": json.dumps(cfg, sort_keys=True), "n_train": len(data),
-                "labels": file_identity(labels.path)}
+    settings = {"cfg": json.dumps(cfg, sort_keys=True), "n_train": len(data), "seed": seed,
+                "data": dataset_identity(voc), "labels": labels.digest}
     history = fit(model, loader, batch_loss, cfg, partial, settings, device, "affinity",
                   on_epoch=lambda epoch: setattr(data, "epoch", epoch), seed=seed)
     model.cpu()

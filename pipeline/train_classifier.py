@@ -20,6 +20,7 @@ from .data.transforms import random_scale_flip_crop, to_tensor
 from .data.voc import VOCDataset
 from .metrics import mean_average_precision
 from .models.classifier import build_classifier, normalisation, save_checkpoint
+from .provenance import dataset_identity
 from .training import TrainingDiverged, fit  # noqa: F401  (TrainingDiverged: part of this module's API)
 
 
@@ -75,7 +76,8 @@ def train(train_voc: VOCDataset, val_voc: VOCDataset, cfg: dict, out: str | Path
     loader = DataLoader(train_data, batch_size=cfg["batch_size"], shuffle=True, drop_last=True,
                         num_workers=cfg["workers"], persistent_workers=False,
                         generator=torch.Generator().manual_seed(seed))
-    settings = {"cfg": json.dumps(cfg, sort_keys=True), "classes": classes, "n_train": len(train_data)}
+    settings = {"cfg": json.dumps(cfg, sort_keys=True), "classes": classes, "n_train": len(train_data),
+                "seed": seed, "data": dataset_identity(train_voc)}
     section = "classifier" if cfg.get("kind", "cnn") == "cnn" else "vit_classifier"
     history = fit(model, loader, _batch_loss, cfg, partial, settings, device, section,
                   on_epoch=lambda epoch: setattr(train_data, "epoch", epoch), seed=seed)

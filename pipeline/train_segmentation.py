@@ -21,12 +21,16 @@ from .data.voc import VOCDataset
 from .models.classifier import normalisation
 from .models.segnet import build_segnet, save_segnet
 from .seg_loss import IGNORE, clipped_cross_entropy
-from .training import file_identity, fit
+from .provenance import dataset_identity
+from .store import ArtifactReader
+from .training import fit
 
 
 def pixel_loss(logits: torch.Tensor, target: torch.Tensor, cfg: dict) -> torch.Tensor:
     if cfg["loss"] == "clipped":
         return clipped_cross_entropy(logits, target, cfg["clip_start"], cfg["clip_window"])
+    if not (target != IGNORE).any():   # a crop with no labelled pixel: mean over none would be NaN
+        return logits.sum() * 0.0
     return F.cross_entropy(logits, target.long(), ignore_index=IGNORE)
 
 
@@ -35,10 +39,22 @@ def segmentation_loss(model, x: torch.Tensor, target: torch.Tensor, cfg: dict) -
     return pixel_loss(fused, target, cfg) + sum(pixel_loss(s, target, cfg) for s in per_scale)
 
 
+def require_labelled_pixels(voc: VOCDataset, label_of: Callable[[str], np.ndarray], source: str) -> None:
+    """Stop before training when every pixel of every label map is 255 (ignored): the loss would
+    have nothing to learn from (cross-entropy turns NaN, the clipped loss trains on nothing)."""
+    for image_id in voc.ids:
+        if np.any(label_of(image_id) != IGNORE):
+            return
+    raise ValueError(f"the labels of split '{voc.split}' from {source} have no labelled pixel (all "
+                     f"{len(voc)} maps are 255 = ignore): nothing to train the segmentation network on; "
+                     "check the refine settings that produced them")
+
+
 def train(voc: VOCDataset, label_of: Callable[[str], np.ndarray], labels_file: str | None, cfg: dict,
           out: str | Path, device, seed: int = 0) -> dict:
     """`labels_file`: the pseudo-label file behind label_of, or None for the ground truth. Its
-    identity is part of the resume key, so a partial run on other labels is not resumed."""
+    digest (or the masks' files) is part of the resume key, so a partial run on other labels is
+    not resumed. Labels without a single labelled pixel are an error: nothing could be learnt."""
     labels_name = labels_file or "ground truth"
     out = Path(out)
     partial = out.with_name(out.name + ".partial")
@@ -53,8 +69,10 @@ def train(voc: VOCDataset, label_of: Callable[[str], np.ndarray], labels_file: s
         x, target = batch
         return segmentation_loss(model, x.to(device), target.to(device), cfg)
 
-    settings = {"cfg": json.dumps(cfg, sort_keys=True), "n_train": len(data),
-                "labels": file_identity(labels_file) if labels_file else labels_name}
+    require_labelled_pixels(voc, label_of, labels_name)
+    settings = {"cfg": json.dumps(cfg, sort_keys=True), "n_train": len(data), "seed": seed,
+                "data": dataset_identity(voc, masks=labels_file is None),
+                "labels": ArtifactReader(labels_file).digest if labels_file else labels_name}
     history = fit(model, loader, batch_loss, cfg, partial, settings, device, "segmentation",
                   on_epoch=lambda epoch: setattr(data, "epoch", epoch), seed=seed)
     model.cpu()

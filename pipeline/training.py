@@ -1,13 +1,19 @@
 """The training loop every network here shares: SGD/AdamW with a poly schedule, a progress bar,
 the full state saved to `<out>.partial` after each epoch (a rerun with the same settings resumes
-from it, and ends with the weights of an uninterrupted run), and a NaN/inf loss stopped with an
-error that keeps the last good epoch."""
+from it, and ends with the weights of an uninterrupted run), and a loss that cannot improve
+stopped with an error that keeps the last good epoch: NaN/inf, or above its starting value for
+PATIENCE epochs in a row.
+
+The `.partial` is written to a temporary name and renamed, so a kill mid-save leaves the last
+good state. It records `settings`, which callers make the identity of everything the run depends
+on (config, seed, the split and its files, the input artifact's digest); a state saved under
+other settings is moved aside (`.stale-<time>`), an unreadable one too (`.corrupt-<time>`), each
+with one log line, and training starts from scratch."""
 from __future__ import annotations
 
 import json
 import math
 import os
-import warnings
 from pathlib import Path
 from collections.abc import Callable
 
@@ -16,16 +22,14 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from .store import differences, log, move_aside
+
+# Epochs in a row with a mean loss above the first iteration's before training is stopped.
+PATIENCE = 3
+
 
 class TrainingDiverged(RuntimeError):
     pass
-
-
-def file_identity(path) -> str:
-    """Path, size and modification time: part of a resume key, so that a `.partial` state trained
-    on labels that were rewritten since (same path, new content) is not resumed."""
-    stat = os.stat(path)
-    return f"{path} ({stat.st_size} bytes, modified {stat.st_mtime_ns})"
 
 
 def poly_lr(base: float, it: int, max_it: int, power: float) -> float:
@@ -40,14 +44,42 @@ def make_optimizer(model: torch.nn.Module, cfg: dict) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
 
 
+STATE_KEYS = {"model", "optimizer", "epoch", "history", "settings", "start_loss", "above"}
+
+
 def _resume_state(partial: Path, settings: dict):
+    """The saved state if it was trained under exactly `settings`; otherwise it is moved aside."""
     if not partial.exists():
         return None
-    state = torch.load(partial, map_location="cpu", weights_only=True)
-    if state.get("settings") != settings:
-        warnings.warn(f"{partial} was written with other settings; training starts over")
+    try:
+        state = torch.load(partial, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict) or not STATE_KEYS <= set(state):
+            raise ValueError(f"not a training state of this version (entries {sorted(state)[:8]})"
+                             if isinstance(state, dict) else "not a training state")
+    except Exception as exc:  # truncated by a kill or a full disk, or foreign
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        log(f"training state {partial} cannot be loaded ({reason}); moved it to "
+            f"{move_aside(str(partial), 'corrupt')}; training starts from scratch")
+        return None
+    if state["settings"] != settings:
+        changed = "; ".join(differences(state["settings"], settings))
+        log(f"training state {partial} was saved for other inputs or settings ({changed}); moved it to "
+            f"{move_aside(str(partial), 'stale')}; training starts from scratch")
         return None
     return state
+
+
+def _save_state(partial: Path, state: dict) -> None:
+    """Write to a temporary name, sync, rename: a kill or a full disk mid-save keeps the last state."""
+    tmp = partial.with_name(partial.name + ".tmp")
+    try:
+        torch.save(state, tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, partial)
 
 
 def seed_epoch(loader: DataLoader, seed: int, epoch: int) -> None:
@@ -73,11 +105,13 @@ def fit(model: torch.nn.Module, loader: DataLoader, batch_loss: Callable, cfg: d
                          f"{name}.batch_size = {cfg['batch_size']}")
     optimizer = make_optimizer(model, cfg)
     history, start_epoch = [], 0
+    start_loss, above = None, 0   # the first iteration's loss; epochs in a row above it
     state = _resume_state(partial, settings)
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         history, start_epoch = json.loads(state["history"]), state["epoch"]
+        start_loss, above = state["start_loss"], state["above"]
         print(f"resuming {name} training from {partial} after epoch {start_epoch}")
     model.to(device)
 
@@ -98,12 +132,21 @@ def fit(model: torch.nn.Module, loader: DataLoader, batch_loss: Callable, cfg: d
                     else "no epoch had completed, so no checkpoint was kept"
                 raise TrainingDiverged(f"{name} loss became {loss.item()} at epoch {epoch + 1}, iteration "
                                        f"{step + 1}; lower {name}.lr (now {cfg['lr']}). {kept}")
+            if start_loss is None:
+                start_loss = loss.item()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
         history.append({"epoch": epoch + 1, "loss": float(np.mean(losses))})
-        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
-                    "history": json.dumps(history), "settings": settings}, partial)
+        above = above + 1 if history[-1]["loss"] > start_loss else 0
+        _save_state(partial, {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
+                              "history": json.dumps(history), "settings": settings, "start_loss": start_loss,
+                              "above": above})
+        if above >= PATIENCE:
+            raise TrainingDiverged(
+                f"{name} mean loss has stayed above its starting value {start_loss:.4g} for {above} epochs "
+                f"(epoch {epoch + 1}: {history[-1]['loss']:.4g}): training is not learning; lower {name}.lr "
+                f"(now {cfg['lr']}) or check its labels. The state after epoch {epoch + 1} is kept at {partial}")
     return history

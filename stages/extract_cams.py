@@ -22,7 +22,7 @@ model, meta = load_classifier(args.classifier, args.backbone)
 if meta["classes"] != args.classes:
     raise SystemExit(f"{args.classifier} was trained on classes {meta['classes']}, not {args.classes}")
 tally = extract(model, meta, voc, args.out, args.cfg["scales"], args.cfg["flip"], resolve_device(args.device),
-                args.method, args.cfg["fullycam_levels"], args.workers)
+                args.method, args.cfg["fullycam_levels"], args.workers, classifier=args.classifier)
 write_json(args.tally, {"method": args.method, "split": args.split, **tally})
 print(f"extract_cams: {args.method} maps of {len(voc)} images of shard {args.shard} ({tally['computed_now']} "
       f"computed now in {tally['seconds']:.1f} s) -> {args.out}")

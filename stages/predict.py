@@ -18,6 +18,6 @@ voc, _ = shard_datasets(args)
 model, meta = load_segnet(args.model, args.backbone)
 if meta["classes"] != voc.classes:
     raise SystemExit(f"{args.model} was trained on classes {meta['classes']}, this dataset has {voc.classes}")
-tally = predict(model, meta, voc, args.out, args.cfg, resolve_device(args.device))
+tally = predict(model, meta, voc, args.out, args.cfg, resolve_device(args.device), checkpoint=args.model)
 write_json(args.tally, {"model": args.model, **tally})
 print(f"predict: {len(voc)} images of shard {args.shard} of {args.split} -> {args.out}")

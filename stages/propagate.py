@@ -19,7 +19,8 @@ args = p.parse_args()
 set_threads(args.threads)
 voc, eval_voc = shard_datasets(args, eval_split=True)
 model, meta = load_affinity_net(args.affinity, args.backbone)
-tally = propagate(model, meta, ArtifactReader(args.cams), voc, args.out, args.cfg, resolve_device(args.device))
+tally = propagate(model, meta, ArtifactReader(args.cams), voc, args.out, args.cfg, resolve_device(args.device),
+                  affinity=args.affinity)
 confusion = argmax_confusion(ArtifactReader(args.out), eval_voc, desc="random-walk mIoU")
 write_json(args.tally, {"method": args.method, "split": args.split, "eval_split": args.eval_split,
                         "eval_images": len(eval_voc), **tally, "confusion": [["rw", confusion.tolist()]]})

@@ -35,11 +35,30 @@ def _broken(edit):
     (lambda c: c["refine"].update(steps=["crf", "densecrf"]), "config key 'refine.steps.1'"),
     (lambda c: c["refine"]["crf_label"].update(gt_prob=1.5), "config key 'refine.crf_label.gt_prob'"),
     (lambda c: c["refine"].update(steps=["saliency", "crf"]), "saliency gives labels, not maps"),
+    (lambda c: c["boxes"].update(threshold=5), "config key 'boxes.threshold': 5 is greater than the maximum of 1"),
+    (lambda c: c["seeds"].update(sweep=[0.05, 0.6, 0]), "'seeds.sweep' [0.05, 0.6, 0] (dataset 'demo'): expected"),
+    (lambda c: c["seeds"].update(sweep=[0.6, 0.05, 0.05]), "'seeds.sweep' [0.6, 0.05, 0.05] (dataset 'demo')"),
+    (lambda c: c["boxes"].update(sweep=[0.9, 0.1, 0.1]), "'boxes.sweep' [0.9, 0.1, 0.1] (dataset 'demo')"),
+    (lambda c: c["affinity"].update(backbone="resnet_51"),
+     "config key 'affinity.backbone' (dataset 'demo'): 'resnet_51' is not a timm model name"),
+    (lambda c: c["datasets"]["voc"].setdefault("overrides", {}).update(segmentation={"backbone": "efficientnet"}),
+     "config key 'segmentation.backbone' (dataset 'voc'): 'efficientnet' is not a timm model name"),
+    (lambda c: c["segmentation"].update(weights="no/such/file.pt"),
+     "config key 'segmentation.weights' (dataset 'demo'): 'no/such/file.pt' is neither one of offline, none"),
 ])
 def test_config_errors_name_the_key(edit, message):
     with pytest.raises(cfgmod.ConfigError) as err:
         cfgmod.validate(_broken(edit))
     assert message in str(err.value)
+
+
+def test_the_timm_names_come_from_timm_and_a_tagged_name_passes(tmp_path, monkeypatch):
+    import timm
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert cfgmod.timm_model_names() == set(timm.list_models())       # built, then cached
+    assert list(tmp_path.glob("wsss-pipeline/timm-*-models.txt"))
+    assert cfgmod.timm_model_names() == set(timm.list_models())       # read from the cache
+    cfgmod.validate(_broken(lambda c: c["segmentation"].update(backbone="resnet18.a1_in1k")))
 
 
 def test_overrides_apply_on_top_of_the_defaults():

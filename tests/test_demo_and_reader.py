@@ -99,3 +99,19 @@ def test_mask_with_an_unknown_class_index_is_rejected(tmp_path, tiny_voc):
     Image.fromarray(mask, mode="L").save(root / "SegmentationClass" / "train_0000.png")
     with pytest.raises(DatasetError, match="class index 9"):
         VOCDataset(root, DEMO_CLASSES, "train").load_mask("train_0000")
+
+
+def test_a_repeated_id_and_an_object_without_a_box_are_named(tmp_path, tiny_voc):
+    root = tmp_path / "copy"
+    shutil.copytree(tiny_voc, root)
+    split = root / "ImageSets/Segmentation/train.txt"
+    split.write_text(split.read_text() + "train_0003\n")
+    with pytest.raises(DatasetError, match=r"train.txt lists image 'train_0003' more than once"):
+        VOCDataset(root, DEMO_CLASSES, "train")
+    xml = root / "Annotations" / "train_0002.xml"
+    text = xml.read_text()
+    start, end = text.index("<bndbox>"), text.index("</bndbox>") + len("</bndbox>")
+    xml.write_text(text[:start] + text[end:])
+    voc = VOCDataset(root, DEMO_CLASSES, "val")   # (the train list now repeats an id)
+    with pytest.raises(DatasetError, match=r"train_0002.xml: object '\w+' has no readable <bndbox>"):
+        voc.boxes("train_0002")

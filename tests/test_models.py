@@ -83,3 +83,14 @@ def test_vit_hybrid_checkpoint_loads_back_as_a_vit(tmp_path):
     x = torch.randn(1, 3, 64, 80)
     with torch.no_grad():
         assert torch.allclose(loaded.eval()(x), model(x))
+
+
+def test_another_networks_or_a_truncated_checkpoint_is_named(tmp_path):
+    from pipeline.models.affinity_net import AffinityNet, save_affinity_net
+    save_affinity_net(AffinityNet("tf_efficientnet_lite0", [1, 2], [8, 16], 4, 16, "none"), tmp_path / "aff.pt")
+    with pytest.raises(ValueError, match=r"aff.pt is not a classifier checkpoint .*describes an AffinityNet"):
+        load_classifier(tmp_path / "aff.pt")
+    whole = (tmp_path / "aff.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(whole[:len(whole) // 2])
+    with pytest.raises(ValueError, match=r"cannot read classifier checkpoint .*cut.pt .*truncated"):
+        load_classifier(tmp_path / "cut.pt")

@@ -13,8 +13,7 @@ from pipeline.evaluate import evaluate_predictions, final_report, ladder
 from pipeline.models.segnet import SegmentationNet, load_segnet, save_segnet
 from pipeline.predict import predict_probs
 from pipeline.store import ArtifactReader, ArtifactWriter
-from pipeline.train_segmentation import segmentation_loss
-from pipeline.training import file_identity
+from pipeline.train_segmentation import pixel_loss, require_labelled_pixels, segmentation_loss
 
 from conftest import DEMO_CLASSES
 
@@ -164,10 +163,17 @@ def test_checkpoint_roundtrip_and_errors(tmp_path):
         load_segnet(tmp_path / "other.pt")
 
 
-def test_resume_key_changes_when_the_labels_are_rewritten(tmp_path):
-    labels = tmp_path / "pseudo.h5"
-    labels.write_bytes(b"old labels")
-    before = file_identity(labels)
-    assert file_identity(labels) == before
-    labels.write_bytes(b"new labels!")
-    assert file_identity(labels) != before and str(labels) in file_identity(labels)
+def test_segmentation_refuses_labels_without_a_labelled_pixel(tiny_voc):
+    voc = VOCDataset(tiny_voc, DEMO_CLASSES, "train")
+    ignored = lambda image_id: np.full(voc.load_mask(image_id).shape, 255, np.uint8)  # noqa: E731
+    with pytest.raises(ValueError, match="labels of split 'train' from pseudo/x.h5 have no labelled pixel"):
+        require_labelled_pixels(voc, ignored, "pseudo/x.h5")
+    require_labelled_pixels(voc, voc.load_mask, "ground truth")   # the masks have some: no error
+
+
+def test_cross_entropy_of_a_crop_without_labels_is_zero_not_nan():
+    logits = torch.randn(2, 3, 4, 4, requires_grad=True)
+    loss = pixel_loss(logits, torch.full((2, 4, 4), 255), {"loss": "ce"})
+    assert loss.item() == 0.0
+    loss.backward()
+    assert torch.equal(logits.grad, torch.zeros_like(logits))

@@ -210,14 +210,15 @@ def test_incomplete_dataset_is_dropped(tmp_path):
 
 # ---------------------------------------------------------------- corrupt partial
 
-def test_corrupt_partial_moved_aside(tmp_path):
+def test_corrupt_partial_moved_aside(tmp_path, capfd):
     path = str(tmp_path / "a.h5")
     garbage = os.urandom(4096)
     Path(path + ".partial").write_bytes(garbage)
 
-    with pytest.warns(UserWarning, match="a.h5.partial"):
-        w = ArtifactWriter(path)
+    w = ArtifactWriter(path)
     assert w.done_keys() == set()
+    logged = capfd.readouterr().err.splitlines()
+    assert len(logged) == 1 and "a.h5.partial cannot be opened" in logged[0] and ".corrupt-" in logged[0]
     w.write("k", np.arange(5))
     w.finish()
 
@@ -229,7 +230,7 @@ def test_corrupt_partial_moved_aside(tmp_path):
 
 # ---------------------------------------------------------------- meta change
 
-def test_meta_change_starts_fresh(tmp_path):
+def test_meta_change_starts_fresh(tmp_path, capfd):
     path = str(tmp_path / "a.h5")
     w = ArtifactWriter(path, meta={"thr": 0.5, "scales": [1, 2]})
     w.write("k1", np.ones(3))
@@ -240,14 +241,13 @@ def test_meta_change_starts_fresh(tmp_path):
     assert w.done_keys() == {"k1"}
     w.close()
 
-    # No meta given: resume whatever is there.
-    w = ArtifactWriter(path)
-    assert w.done_keys() == {"k1"}
-    w.close()
-
-    with pytest.warns(UserWarning, match="a.h5.partial"):
-        w = ArtifactWriter(path, meta={"thr": 0.7, "scales": [1, 2]})
+    capfd.readouterr()
+    w = ArtifactWriter(path, meta={"thr": 0.7, "scales": [1, 2]})
     assert w.done_keys() == set()
+    logged = capfd.readouterr().err.splitlines()
+    assert len(logged) == 1 and "a.h5.partial changed since it was written: parameter thr (0.5 -> 0.7)" \
+        in logged[0]
+    assert [p for p in os.listdir(tmp_path) if p.startswith("a.h5.partial.stale-")]
     w.write("k2", np.zeros(3))
     w.finish()
     r = ArtifactReader(path)

@@ -36,6 +36,16 @@ class Box:
     difficult: bool
 
 
+def _box_coords(bndbox, path, name: str) -> list[int]:
+    """[xmin, ymin, xmax, ymax] of an object's <bndbox>; a missing or unreadable one is an error
+    (a made-up (0, 0, 0, 0) box would silently count as a miss in the box scores)."""
+    try:
+        return [int(float(bndbox.findtext(k))) for k in ("xmin", "ymin", "xmax", "ymax")]
+    except (AttributeError, TypeError, ValueError):
+        raise DatasetError(f"annotation {path}: object '{name}' has no readable <bndbox> with xmin, ymin, "
+                           "xmax, ymax") from None
+
+
 class VOCDataset:
     def __init__(self, root: str | Path, classes: list[str], split: str):
         self.root = Path(root)
@@ -48,6 +58,11 @@ class VOCDataset:
         self.ids = [line.split()[0] for line in list_file.read_text().splitlines() if line.strip()]
         if not self.ids:
             raise DatasetError(f"split list {list_file} is empty")
+        if len(set(self.ids)) != len(self.ids):
+            seen = set()
+            twice = next(i for i in self.ids if i in seen or seen.add(i))
+            raise DatasetError(f"split list {list_file} lists image '{twice}' more than once "
+                               f"({len(self.ids) - len(set(self.ids))} repeated ids); expected each id once")
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -126,8 +141,7 @@ class VOCDataset:
             if name not in self._class_index or name == self.classes[0]:
                 raise DatasetError(f"annotation {path} names class '{name}', which is not one of the "
                                    f"configured classes {self.classes[1:]}")
-            bb = obj.find("bndbox")
-            coords = [int(float(bb.findtext(k))) for k in ("xmin", "ymin", "xmax", "ymax")] if bb is not None else [0, 0, 0, 0]
+            coords = _box_coords(obj.find("bndbox"), path, name)
             boxes.append(Box(self._class_index[name], *coords, difficult=obj.findtext("difficult", "0").strip() == "1"))
         return boxes
 

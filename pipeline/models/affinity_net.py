@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .backbone import Backbone
+from .checkpoint import read_checkpoint
 
 
 class AffinityNet(nn.Module):
@@ -65,9 +66,10 @@ def save_affinity_net(model: AffinityNet, path, **extra_meta) -> None:
 
 
 def load_affinity_net(path, expected_backbone: str | None = None) -> tuple[AffinityNet, dict]:
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(ckpt, dict) or "meta" not in ckpt or "levels" not in ckpt.get("meta", {}):
-        raise ValueError(f"{path} is not an AffinityNet checkpoint of this project")
+    ckpt = read_checkpoint(path, "AffinityNet")
+    if "levels" not in ckpt["meta"]:
+        raise ValueError(f"{path} is not an AffinityNet checkpoint of this project (its metadata has no "
+                         "'levels': a classifier or segmentation checkpoint?)")
     meta = ckpt["meta"]
     if expected_backbone and meta["backbone"] != expected_backbone:
         raise ValueError(f"{path} was trained with backbone '{meta['backbone']}', but config asks for "

@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 
 from .backbone import Backbone
+from .checkpoint import read_checkpoint
 
 BACKBONE_NORM = {"tf_efficientnet_lite0": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))}
 
@@ -87,10 +88,14 @@ def build_classifier(cfg: dict, num_classes: int, weights: str = "none") -> nn.M
 
 
 def load_classifier(path, expected_backbone: str | None = None) -> tuple[nn.Module, dict]:
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(ckpt, dict) or "meta" not in ckpt or "state_dict" not in ckpt:
-        raise ValueError(f"{path} is not a classifier checkpoint of this project (no 'meta'/'state_dict')")
+    ckpt = read_checkpoint(path, "classifier")
     meta = ckpt["meta"]
+    # the other networks' checkpoints share the layout: tell them apart by their metadata
+    if meta.get("kind") == "segmentation" or "levels" in meta or "num_classes" not in meta:
+        found = "a segmentation network" if meta.get("kind") == "segmentation" else \
+            "an AffinityNet" if "levels" in meta else "no classes"
+        raise ValueError(f"{path} is not a classifier checkpoint of this project (its metadata describes "
+                         f"{found}); give the .pt that train_classifier wrote")
     if expected_backbone and meta["backbone"] != expected_backbone:
         raise ValueError(f"{path} was trained with backbone '{meta['backbone']}', but config asks for "
                          f"'{expected_backbone}'; retrain the classifier or fix classifier.backbone")

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .backbone import Backbone
+from .checkpoint import read_checkpoint
 from .seg_heads import ChannelAttention, PositionAttention, ScaleAttention
 
 
@@ -113,10 +114,11 @@ def save_segnet(model: SegmentationNet, path, **extra_meta) -> None:
 def load_segnet(path, expected_backbone: str | None = None) -> tuple[SegmentationNet, dict]:
     """The network and its metadata (classes, normalisation, ...); a checkpoint of another backbone
     than config's, or one that is not a segmentation checkpoint, is an error naming the file."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    meta = ckpt.get("meta") if isinstance(ckpt, dict) else None
-    if not meta or meta.get("kind") != "segmentation":
-        raise ValueError(f"{path} is not a segmentation checkpoint of this project")
+    ckpt = read_checkpoint(path, "segmentation")
+    meta = ckpt["meta"]
+    if meta.get("kind") != "segmentation":
+        raise ValueError(f"{path} is not a segmentation checkpoint of this project (its metadata has no "
+                         "kind 'segmentation': a classifier or AffinityNet checkpoint?)")
     if expected_backbone is not None and meta["backbone"] != expected_backbone:
         raise ValueError(f"{path} was trained with backbone '{meta['backbone']}', but config asks for "
                          f"segmentation.backbone '{expected_backbone}'; retrain it or fix the config")
