@@ -2,6 +2,7 @@
 interface, clear errors, the demo's COCO export, and the DAG on a COCO-format fixture."""
 import inspect
 import json
+import os
 import subprocess
 import sys
 
@@ -139,8 +140,11 @@ def test_the_demo_exported_to_coco_reads_back_as_the_same_images_masks_and_label
 
 
 def snakemake(*args, cwd, timeout=900):
+    # PYTHONPATH: the jobs' `python -m stages...` import this checkout's code, not the one the venv
+    # was installed from (an editable install resolves after sys.path)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     return subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), *args],
-                          cwd=cwd, capture_output=True, text=True, timeout=timeout)
+                          cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def test_the_dag_on_a_coco_format_fixture_runs_and_scores_the_seeds_as_on_its_voc_twin(tiny_voc, tmp_path):
