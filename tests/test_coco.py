@@ -192,3 +192,27 @@ def test_the_dag_on_a_coco_format_fixture_runs_and_scores_the_seeds_as_on_its_vo
     masks = json.loads((res / "coco/masks/val.json").read_text())
     assert masks["images"] == 7 and masks["ignore_fraction"] > 0
     assert not list(res.rglob("*.partial"))
+
+
+def test_the_coco_dag_benchmark_runs_in_quick_mode():
+    run = subprocess.run([sys.executable, str(REPO / "benchmarks/bench_coco_dag.py"), "--quick"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "shards=16" in run.stdout and "target:" in run.stdout
+
+
+def test_a_missing_or_incomplete_coco_root_stops_the_dry_run_naming_the_layout_and_file(tmp_path):
+    from coco_fixture import listed_coco
+
+    run = snakemake("-n", "--cores", "8", "results/coco/seeds/cam.json", cwd=tmp_path, timeout=120)
+    out = run.stdout + run.stderr
+    assert run.returncode != 0
+    assert "first missing file data/coco" in out and "annotations/instances_train2014.json" in out
+
+    listed_coco(tmp_path / "data/coco", train=5, val=3)
+    (tmp_path / "data/coco/val2014/COCO_val2014_000000000002.jpg").unlink()
+    run = snakemake("-n", "--cores", "8", "results/coco/miou.json", cwd=tmp_path, timeout=120)
+    out = run.stdout + run.stderr
+    assert run.returncode != 0
+    assert "first missing file data/coco/val2014/COCO_val2014_000000000002.jpg" in out
+    assert "data/coco/val2014/<file_name>" in out

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 import time
 from pathlib import Path
@@ -82,9 +83,11 @@ def check_layout(root, split: str, images: str = DEFAULT_IMAGES, annotations: st
     if not names:
         raise _layout_error(f"annotation file {ann_file} lists no images (no \"file_name\" entries)",
                             root, split, images, annotations)
+    on_disk = set(os.listdir(image_dir))     # one listing, not a stat per image (82,081 in train2014)
     for name in names:
-        path = image_dir / name.decode()
-        if not path.is_file():
+        name = name.decode()
+        if name not in on_disk and not ("/" in name and (image_dir / name).is_file()):
+            path = image_dir / name
             raise _layout_error(f"COCO split '{split}' is incomplete: first missing file {path} "
                                 f"(listed in {ann_file})", root, split, images, annotations)
     return ann_file
