@@ -8,6 +8,7 @@
 import functools
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -98,7 +99,7 @@ def checked_split_lists(dataset):
 
 
 def dataset_args(dataset):
-    coco = f" --coco-cache results/{dataset}" if dataset in COCOS else ""
+    coco = f" --coco-cache {shlex.quote(f'results/{dataset}')}" if dataset in COCOS else ""
     return f"--root {root(dataset)} --classes '{json.dumps(ds(dataset)['classes'])}'{coco}"
 
 

@@ -216,3 +216,35 @@ def test_a_missing_or_incomplete_coco_root_stops_the_dry_run_naming_the_layout_a
     assert run.returncode != 0
     assert "first missing file data/coco/val2014/COCO_val2014_000000000002.jpg" in out
     assert "data/coco/val2014/<file_name>" in out
+
+
+def test_make_demo_writes_the_demo_in_coco_layout_as_the_export_of_the_voc_demo(tiny_voc, tmp_path):
+    from conftest import TINY
+
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    run = subprocess.run([sys.executable, "-m", "stages.make_demo", "--out", str(tmp_path / "demo"),
+                          "--classes", json.dumps(DEMO_CLASSES), "--generator", json.dumps({**TINY, "format": "coco"})],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    coco_export.export(tiny_voc, tmp_path / "reference", DEMO_CLASSES)
+    for split in ("train", "val"):
+        made, ref = (json.loads((tmp_path / d / "annotations" / f"instances_{split}.json").read_text())
+                     for d in ("demo", "reference"))
+        for key in ("images", "annotations", "categories"):
+            assert made[key] == ref[key], key
+        for image in made["images"]:
+            name = image["file_name"]
+            assert (tmp_path / "demo" / split / name).read_bytes() == (tiny_voc / "JPEGImages" / name).read_bytes()
+    assert sorted(p.name for p in (tmp_path).iterdir()) == ["demo", "reference"]   # no temporary left
+
+
+def test_the_report_shows_the_published_coco_figures_beside_the_weak_network():
+    from pipeline import report
+
+    ladder = [{"stage": "seeds (cam @ 0.15)", "metric": "mIoU", "split": "train2014", "value": 0.3},
+              {"stage": "segmentation (weak)", "metric": "mIoU", "split": "val2014", "value": 0.25}]
+    page = report.ladder_section({"ladder": ladder, "miou": 0.25}, report.COCO_ANCHORS, "COCO 2014")
+    assert "published (COCO 2014)" in page
+    weak_row = page[page.index("segmentation (weak)"):]
+    assert "42.0 (MCTformer-V2)" in weak_row.split("</tr>")[0]
+    assert "42.0" not in page[:page.index("segmentation (weak)")]
