@@ -248,3 +248,20 @@ def test_the_report_shows_the_published_coco_figures_beside_the_weak_network():
     weak_row = page[page.index("segmentation (weak)"):]
     assert "42.0 (MCTformer-V2)" in weak_row.split("</tr>")[0]
     assert "42.0" not in page[:page.index("segmentation (weak)")]
+
+
+def test_an_rle_of_another_size_than_its_image_is_an_error_naming_the_annotation(tmp_path):
+    write_split(tmp_path, "train2014", [{"id": 1, "file_name": "x.jpg", "height": 4, "width": 5}],
+                [{"id": 9, "image_id": 1, "category_id": 3, "segmentation": {"size": [3, 3], "counts": [9]}},
+                 {"id": 10, "image_id": 1, "category_id": 18, "segmentation": []}])
+    index = coco.build_index(tmp_path, "train2014", CLASSES)
+    with pytest.raises(DatasetError, match="annotation 9 of image id 1: its RLE is 3x3 .*the image 4x5"):
+        coco.write_masks(index, ["x"], tmp_path / "masks.h5")
+
+
+def test_an_annotation_without_polygons_labels_the_image_and_paints_nothing(tmp_path):
+    write_split(tmp_path, "train2014", [{"id": 1, "file_name": "x.jpg", "height": 4, "width": 5}],
+                [{"id": 10, "image_id": 1, "category_id": 18, "segmentation": []}])
+    reader, _, _ = build(tmp_path, tmp_path / "results", "train2014")
+    assert reader.image_labels("x").tolist() == [1]
+    np.testing.assert_array_equal(reader.load_mask("x"), np.zeros((4, 5), np.uint8))

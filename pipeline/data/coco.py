@@ -188,6 +188,22 @@ def build_index(root, split: str, classes: list[str], images: str = DEFAULT_IMAG
             "images": entries, "without_annotations": without}
 
 
+def _rle(coco, ann: dict, h: int, w: int) -> dict:
+    """The annotation's region as RLE (polygons, RLE and uncompressed RLE alike), at the image's size."""
+    segm = ann["segmentation"]
+    if isinstance(segm, list) and not any(segm):
+        return coco.annToRLE({**ann, "segmentation": {"size": [h, w], "counts": [h * w]}})  # no polygon: empty
+    try:
+        rle = coco.annToRLE(ann)
+    except (IndexError, TypeError, ValueError, KeyError) as exc:
+        raise DatasetError(f"annotation {ann['id']} of image id {ann['image_id']}: unreadable segmentation "
+                           f"({exc}): {json.dumps(segm)[:200]}") from exc
+    if [int(v) for v in rle["size"]] != [h, w]:
+        raise DatasetError(f"annotation {ann['id']} of image id {ann['image_id']}: its RLE is "
+                           f"{rle['size'][0]}x{rle['size'][1]} (h x w), the image {h}x{w}")
+    return rle
+
+
 def semantic_mask(coco, image: dict, anns: list[dict], cat_class: dict[int, int]) -> np.ndarray:
     """uint8 (H, W) label map of one image from its instance annotations (rules: module doc)."""
     from pycocotools import mask as mask_utils
@@ -198,7 +214,7 @@ def semantic_mask(coco, image: dict, anns: list[dict], cat_class: dict[int, int]
     crowd = np.zeros((h, w), bool)
     instances = []
     for ann in anns:
-        rle = coco.annToRLE(ann)    # polygons, RLE and uncompressed RLE alike
+        rle = _rle(coco, ann, h, w)
         if ann.get("iscrowd"):
             crowd |= mask_utils.decode(rle).astype(bool)
         else:
