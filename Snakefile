@@ -17,6 +17,7 @@ from pathlib import Path
 sys.path.insert(0, workflow.basedir)
 from pipeline import config as cfgmod
 from pipeline.methods import ALL_METHODS as CAM_METHODS, VIT_METHODS
+from pipeline.data import coco as cocomod
 from pipeline.data.voc import VOCDataset
 from pipeline.interrupt import interrupt_stages
 
@@ -45,6 +46,7 @@ if threading.current_thread() is threading.main_thread():
 
 DATASETS = list(config["datasets"])
 DEMOS = [d for d in DATASETS if config["datasets"][d]["kind"] == "demo"]
+COCOS = [d for d in DATASETS if cfgmod.is_coco(config["datasets"][d])]   # read in COCO format
 
 
 # the CNN classifier, and the ViT-hybrid that the ViT methods read; config section of each
@@ -58,6 +60,8 @@ wildcard_constraints:
     demo="|".join(DEMOS) or "^$",
     method="|".join(CAM_METHODS),
     labels="|".join(["full", *CAM_METHODS]),
+    coco="|".join(COCOS) or "^$",
+    split=r"[A-Za-z0-9_-]+",   # no ".": a shard file (train.shard-1-of-2.h5) is not a split
 
 
 def ds(dataset):
@@ -91,7 +95,10 @@ def shard_file(pattern):
 
 def dataset_files(wildcards):
     """The dataset a rule reads. A VOC dataset is checked here, while the DAG is built, so a
-    missing or incomplete one fails at once (also under -n) with the expected layout."""
+    missing or incomplete one fails at once (also under -n) with the expected layout. A COCO-format
+    one is read through its index and rasterised masks (rules coco_index, coco_masks)."""
+    if wildcards.dataset in COCOS:
+        return coco_files(wildcards.dataset)
     if ds(wildcards.dataset)["kind"] == "demo":
         return f"results/{wildcards.dataset}/data"
     return checked_split_lists(wildcards.dataset)
@@ -108,8 +115,75 @@ def checked_split_lists(dataset):
 
 
 def dataset_args(dataset):
-    """--root and --classes, each shell-quoted (config values never reach the shell bare)."""
-    return f"--root {shlex.quote(root(dataset))} --classes {shlex.quote(json.dumps(ds(dataset)['classes']))}"
+    """--root and --classes (and a COCO dataset's cache), each shell-quoted: config values never
+    reach the shell bare."""
+    coco = f" --coco-cache {shlex.quote(f'results/{dataset}')}" if dataset in COCOS else ""
+    return f"--root {shlex.quote(root(dataset))} --classes {shlex.quote(json.dumps(ds(dataset)['classes']))}{coco}"
+
+
+# COCO-format datasets: each split's annotation file is indexed (ids, sizes, labels, boxes) and its
+# semantic masks rasterised once, sharded like the per-image stages; the stages read only these.
+def coco_files(dataset):
+    """The index of every split, and the masks of the splits that are scored."""
+    splits = ds(dataset)["splits"]
+    return sorted({str(cocomod.index_path(f"results/{dataset}", s)) for s in splits.values()}
+                  | {str(cocomod.masks_path(f"results/{dataset}", splits[r])) for r in ("seeds", "val")})
+
+
+def coco_layout(dataset):
+    return {k: ds(dataset).get(k, default) for k, default in
+            (("images", cocomod.DEFAULT_IMAGES), ("annotations", cocomod.DEFAULT_ANNOTATIONS))}
+
+
+@functools.cache
+def checked_coco_split(dataset, split):
+    """The split's annotation file, checked now (layout, every listed image on disk) so that a
+    missing or incomplete COCO root stops the DAG at once; a demo's is made by rule make_demo."""
+    if ds(dataset)["kind"] == "demo":
+        return f"results/{dataset}/data"
+    return str(cocomod.check_layout(root(dataset), split, **coco_layout(dataset)))
+
+
+rule coco_index:
+    input:
+        lambda wc: checked_coco_split(wc.coco, wc.split),
+    output:
+        "results/{coco}/coco/{split}.json",
+    params:
+        root=lambda wc: root(wc.coco),
+        classes=lambda wc: json.dumps(ds(wc.coco)["classes"]),
+        images=lambda wc: coco_layout(wc.coco)["images"],
+        annotations=lambda wc: coco_layout(wc.coco)["annotations"],
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    log:
+        "results/{coco}/logs/coco_index_{split}.log",
+    conda:
+        "envs/wsss.yaml"
+    shell:
+        "python -m stages.coco_index --root {params.root:q} --split {wildcards.split:q}"
+        " --classes {params.classes:q} --images {params.images:q} --annotations {params.annotations:q}"
+        " --out {output:q} 2>&1 | tee {log:q}"
+
+
+rule coco_masks:
+    input:
+        index="results/{coco}/coco/{split}.json",
+        annotations=lambda wc: checked_coco_split(wc.coco, wc.split),
+    output:
+        maps=shard_file("results/{coco}/masks/{split}.h5"),
+        tally=shard_file("results/{coco}/masks/{split}.json"),
+    resources:
+        mem_mb=8000,
+        runtime=240,
+    log:
+        "results/{coco}/logs/coco_masks_{split}.shard-{shard}.log",
+    conda:
+        "envs/wsss.yaml"
+    shell:
+        "python -m stages.coco_masks --index {input.index:q} --shard {wildcards.shard:q}"
+        " --out {output.maps:q} --tally {output.tally:q} 2>&1 | tee {log:q}"
 
 
 rule all:
@@ -441,7 +515,7 @@ rule gather:
         maps="results/{dataset}/{artifact}.h5",
         report="results/{dataset}/{artifact}.json",
     wildcard_constraints:
-        artifact=r"(cams|rw|pseudo|pred)/\w+|affinity/\w+_labels",
+        artifact=r"(cams|rw|pseudo|pred)/\w+|affinity/\w+_labels|masks/[A-Za-z0-9_-]+",
     params:
         classes=lambda wc: json.dumps(ds(wc.dataset)["classes"]),
     log:
@@ -542,6 +616,10 @@ rule summarize_cams:
         " --timing {input.timing:q} --out {output:q} 2>&1 | tee {log:q}"
 
 
+# the published ladder the report shows beside a run, by dataset kind
+ANCHOR_FLAGS = {"voc": "--voc-anchors", "coco": "--coco-anchors"}
+
+
 def uses_rw(dataset):
     return cfgmod.stage_config(config, dataset, "refine")["source"] == "rw"
 
@@ -577,7 +655,7 @@ rule report:
         histories=lambda wc, input: [f"classifier={input.classifier}", *(f"affinity={f}" for f in input.affinity),
                                      f"segnet_weak={input.segnet}", f"segnet_full={input.segnet_full}"],
         rw=lambda wc, input: ["--rw", *input.rw] if input.rw else [],
-        anchors=lambda wc: "--voc-anchors" if ds(wc.dataset)["kind"] == "voc" else "",
+        anchors=lambda wc: [flag] if (flag := ANCHOR_FLAGS.get(ds(wc.dataset)["kind"])) else [],
         samples=lambda wc: cfgmod.stage_config(config, wc.dataset, "report")["samples"],
     log:
         "results/{dataset}/logs/report.log",

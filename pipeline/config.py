@@ -50,8 +50,11 @@ def validate(config: dict) -> dict:
         gen = ds.get("generator", {})
         if gen.get("min_size", 0) > gen.get("max_size", 1 << 30):
             raise ConfigError(f"config key 'datasets.{name}.generator': min_size > max_size")
-        if ds["kind"] == "voc" and "root" not in ds:
-            raise ConfigError(f"config key 'datasets.{name}.root' is required for kind 'voc'")
+        if ds["kind"] in ("voc", "coco") and "root" not in ds:
+            raise ConfigError(f"config key 'datasets.{name}.root' is required for kind '{ds['kind']}'")
+        for key in ("images", "annotations"):
+            if key in ds and not is_coco(ds):
+                raise ConfigError(f"config key 'datasets.{name}.{key}' applies to COCO-format datasets only")
         if len(set(ds["classes"])) != len(ds["classes"]):
             raise ConfigError(f"config key 'datasets.{name}.classes' has duplicate names")
         affinity = stage_config(config, name, "affinity")
@@ -113,6 +116,11 @@ def timm_model_names() -> frozenset[str]:
     except OSError:
         pass   # a read-only home: the check still works, only slower
     return frozenset(names)
+
+
+def is_coco(dataset: dict) -> bool:
+    """A dataset read in COCO format: kind coco, or a demo written in that layout."""
+    return dataset["kind"] == "coco" or dataset.get("generator", {}).get("format") == "coco"
 
 
 def load(path: str | Path) -> dict:

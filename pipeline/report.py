@@ -26,6 +26,13 @@ VOC_ANCHORS = {
     "segmentation (weak)": "DeepLab on the pseudo-labels, val: 61.7 (PSA), 63.5 (IRN)",
 }
 
+# Published MS COCO 2014 figures (val mIoU %, image-level labels only), for scale only; no CAM-seed
+# or random-walk figures on COCO in these papers: MCTformer-V2 (Xu et al., CVPR 2022), MECPformer
+# (Liu et al., 2023, its README), WeakTr with DeiT-S (Zhu et al., 2023, its README).
+COCO_ANCHORS = {
+    "segmentation (weak)": "val: 42.0 (MCTformer-V2), 42.4 (MECPformer), 46.9 (WeakTr)",
+}
+
 COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
            "#bcbd22", "#17becf"]
 
@@ -105,8 +112,8 @@ def line_chart(series: dict[str, list[tuple[float, float]]], x_label: str, y_lab
     return "".join(parts)
 
 
-def ladder_section(miou: dict, anchors: dict | None) -> str:
-    header = ["stage", "metric", "split", "value (%)"] + (["published (VOC)"] if anchors else [])
+def ladder_section(miou: dict, anchors: dict | None, benchmark: str = "VOC") -> str:
+    header = ["stage", "metric", "split", "value (%)"] + ([f"published ({benchmark})"] if anchors else [])
     rows = []
     for row in miou["ladder"]:
         cells = [row["stage"], row["metric"], row["split"], _pct(row["value"])]

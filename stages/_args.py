@@ -5,7 +5,7 @@ import argparse
 import json
 from pathlib import Path
 
-from pipeline.data.voc import VOCDataset
+from pipeline.data.datasets import open_split
 from pipeline.device import loader_workers, set_threads
 from pipeline.shards import select_shard
 
@@ -15,10 +15,17 @@ def parser(description: str) -> argparse.ArgumentParser:
 
 
 def add_dataset(p: argparse.ArgumentParser, split_flags=("--split",)) -> None:
-    p.add_argument("--root", required=True, help="VOC-format dataset root")
+    p.add_argument("--root", required=True, help="dataset root")
     p.add_argument("--classes", required=True, type=json.loads, help="JSON list of class names, background first")
+    p.add_argument("--coco-cache", default=None,
+                   help="a COCO-format dataset: the results directory holding its index and masks")
     for flag in split_flags:
         p.add_argument(flag, required=True, help="split name (ImageSets/Segmentation/<split>.txt)")
+
+
+def dataset(args, split: str):
+    """The reader of a split of the dataset that add_dataset's arguments name."""
+    return open_split(args.root, args.classes, split, args.coco_cache)
 
 
 def add_runtime(p: argparse.ArgumentParser) -> None:
@@ -36,8 +43,8 @@ def add_shard(p: argparse.ArgumentParser, what: str) -> None:
 
 def shard_datasets(args, eval_split: bool = False):
     """(this shard's images of --split, checked; and of --eval-split among them, masks checked)."""
-    voc, eval_voc = select_shard(VOCDataset(args.root, args.classes, args.split), args.shard,
-                                 VOCDataset(args.root, args.classes, args.eval_split) if eval_split else None)
+    voc, eval_voc = select_shard(dataset(args, args.split), args.shard,
+                                 dataset(args, args.eval_split) if eval_split else None)
     voc.check(masks=False)
     if eval_voc is not None:
         eval_voc.check(masks=True)

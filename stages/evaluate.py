@@ -4,10 +4,9 @@ Without --classifier/--seeds/--pseudo it writes the scores only (the fully-super
 import json
 from pathlib import Path
 
-from pipeline.data.voc import VOCDataset
 from pipeline.evaluate import evaluate_predictions, final_report, ladder
 from pipeline.store import ArtifactReader
-from stages._args import add_dataset, parser, write_json
+from stages._args import add_dataset, dataset, parser, write_json
 
 p = parser(__doc__)
 add_dataset(p)
@@ -20,7 +19,7 @@ p.add_argument("--full", help="miou_full.json of the fully-supervised reference"
 p.add_argument("--out", required=True)
 args = p.parse_args()
 
-voc = VOCDataset(args.root, args.classes, args.split)
+voc = dataset(args, args.split)
 voc.check(masks=True)
 scores = evaluate_predictions(ArtifactReader(args.preds), voc)
 if args.pseudo is None:

@@ -1,9 +1,8 @@
 """Score WSOL boxes drawn from CAMs against the VOC boxes of a split: python -m stages.evaluate_boxes ..."""
 from pipeline.boxes import evaluate
-from pipeline.data.voc import VOCDataset
 from pipeline.seeds import sweep_values
 from pipeline.store import ArtifactReader
-from stages._args import add_dataset, json_arg, parser, write_json
+from stages._args import add_dataset, dataset, json_arg, parser, write_json
 
 p = parser(__doc__)
 add_dataset(p)
@@ -15,7 +14,7 @@ p.add_argument("--out", required=True, help="JSON output")
 args = p.parse_args()
 
 cfg = args.cfg
-voc = VOCDataset(args.root, args.classes, args.split)
+voc = dataset(args, args.split)
 voc.check(masks=False)
 result = evaluate(ArtifactReader(args.cams), voc, sweep_values(*cfg["sweep"]), cfg["mode"],
                   cfg["threshold"], cfg["iou"])

@@ -1,8 +1,7 @@
 """Score CAM seeds against the ground truth of a split: python -m stages.evaluate_seeds ..."""
-from pipeline.data.voc import VOCDataset
 from pipeline.seeds import evaluate, sweep_values
 from pipeline.store import ArtifactReader
-from stages._args import add_dataset, json_arg, parser, write_json
+from stages._args import add_dataset, dataset, json_arg, parser, write_json
 
 p = parser(__doc__)
 add_dataset(p)
@@ -12,7 +11,7 @@ p.add_argument("--cfg", required=True, type=json_arg, help="JSON of the seeds co
 p.add_argument("--out", required=True, help="JSON output")
 args = p.parse_args()
 
-voc = VOCDataset(args.root, args.classes, args.split)
+voc = dataset(args, args.split)
 voc.check(masks=True)
 result = evaluate(ArtifactReader(args.cams), voc, args.cfg["bg_threshold"], sweep_values(*args.cfg["sweep"]))
 write_json(args.out, {"method": args.method, **result})

@@ -3,9 +3,8 @@ import json
 from pathlib import Path
 
 from pipeline import report
-from pipeline.data.voc import VOCDataset
 from pipeline.store import ArtifactReader
-from stages._args import add_dataset, parser
+from stages._args import add_dataset, dataset, parser
 
 
 def named(pairs: list[str]) -> dict[str, str]:
@@ -29,13 +28,16 @@ p.add_argument("--pseudo", required=True)
 p.add_argument("--preds", nargs="+", required=True, help="val predictions, name=path")
 p.add_argument("--samples", type=int, default=4, help="images per overlay grid")
 p.add_argument("--voc-anchors", action="store_true", help="show the published VOC figures beside the ladder")
+p.add_argument("--coco-anchors", action="store_true", help="show the published COCO 2014 figures beside the ladder")
 p.add_argument("--out", required=True)
 args = p.parse_args()
 
-train, val = VOCDataset(args.root, args.classes, args.split), VOCDataset(args.root, args.classes, args.val_split)
+train, val = dataset(args, args.split), dataset(args, args.val_split)
 miou = read(args.miou)
 sections = [
-    report.ladder_section(miou, report.VOC_ANCHORS if args.voc_anchors else None),
+    report.ladder_section(miou, report.VOC_ANCHORS if args.voc_anchors else
+                          report.COCO_ANCHORS if args.coco_anchors else None,
+                          "COCO 2014" if args.coco_anchors else "VOC"),
     report.per_class_section(miou, args.classes),
     report.seed_curves_section({m: read(path) for m, path in named(args.seeds).items()}),
     report.training_section({name: read(path)["history"] for name, path in named(args.histories).items()}),

@@ -1,9 +1,8 @@
 """Train AffinityNet on the affinity labels: python -m stages.train_affinity ..."""
-from pipeline.data.voc import VOCDataset
 from pipeline.device import resolve_device
 from pipeline.store import ArtifactReader
 from pipeline.train_affinity import train
-from stages._args import add_dataset, add_runtime, add_training, parser, start_training, write_json
+from stages._args import add_dataset, add_runtime, add_training, dataset, parser, start_training, write_json
 
 p = parser(__doc__)
 add_dataset(p)
@@ -13,7 +12,7 @@ add_training(p, "affinity", "JSON with the loss curve")
 args = p.parse_args()
 
 start_training(args)
-voc = VOCDataset(args.root, args.classes, args.split)
+voc = dataset(args, args.split)
 voc.check(masks=False)
 result = train(voc, ArtifactReader(args.labels), args.cfg, args.out, resolve_device(args.device), args.seed)
 write_json(args.report, result)

@@ -1,8 +1,7 @@
 """Train the multi-label classifier: python -m stages.train_classifier --root R --classes JSON ..."""
-from pipeline.data.voc import VOCDataset
 from pipeline.device import resolve_device
 from pipeline.train_classifier import train
-from stages._args import add_dataset, add_runtime, add_training, parser, start_training, write_json
+from stages._args import add_dataset, add_runtime, add_training, dataset, parser, start_training, write_json
 
 p = parser(__doc__)
 add_dataset(p, split_flags=("--train-split", "--val-split"))
@@ -11,8 +10,8 @@ add_training(p, "classifier", "JSON with val mAP and the loss curve")
 args = p.parse_args()
 
 start_training(args)
-train_voc = VOCDataset(args.root, args.classes, args.train_split)
-val_voc = VOCDataset(args.root, args.classes, args.val_split)
+train_voc = dataset(args, args.train_split)
+val_voc = dataset(args, args.val_split)
 train_voc.check(masks=False)
 val_voc.check(masks=False)
 result = train(train_voc, val_voc, args.cfg, args.out, resolve_device(args.device), args.seed)

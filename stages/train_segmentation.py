@@ -1,9 +1,8 @@
 """Train the segmentation network on pseudo-labels or on the ground truth: python -m stages.train_segmentation ..."""
-from pipeline.data.voc import VOCDataset
 from pipeline.device import resolve_device
 from pipeline.store import ArtifactReader
 from pipeline.train_segmentation import train
-from stages._args import add_dataset, add_runtime, add_training, parser, start_training, write_json
+from stages._args import add_dataset, add_runtime, add_training, dataset, parser, start_training, write_json
 
 p = parser(__doc__)
 add_dataset(p)
@@ -14,7 +13,7 @@ add_training(p, "segmentation", "JSON with the loss curve")
 args = p.parse_args()
 
 start_training(args)
-voc = VOCDataset(args.root, args.classes, args.split)
+voc = dataset(args, args.split)
 labels_file = None if args.labels == "gt" else args.labels
 voc.check(masks=labels_file is None)
 label_of = voc.load_mask if labels_file is None else ArtifactReader(labels_file).__getitem__

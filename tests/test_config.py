@@ -26,7 +26,9 @@ def _broken(edit):
     (lambda c: c["datasets"]["demo"]["overrides"]["classifier"].update(lr="fast"),
      "config key 'datasets.demo.overrides.classifier.lr'"),
     (lambda c: c["datasets"]["demo"]["splits"].pop("val"), "config key 'datasets.demo.splits.val' is missing"),
-    (lambda c: c["datasets"]["voc"].update(kind="coco"), "config key 'datasets.voc.kind'"),
+    (lambda c: c["datasets"]["voc"].update(kind="ade20k"), "config key 'datasets.voc.kind'"),
+    (lambda c: c["datasets"]["coco"].pop("root"), "datasets.coco.root"),
+    (lambda c: c["datasets"]["voc"].update(annotations="x.json"), "'datasets.voc.annotations' applies to COCO"),
     (lambda c: c["datasets"]["voc"].pop("root"), "datasets.voc.root"),
     (lambda c: c.update(device="tpu"), "config key 'device'"),
     (lambda c: c["affinity"]["crf"].pop("bilateral_srgb"), "config key 'affinity.crf.bilateral_srgb' is missing"),
@@ -66,8 +68,8 @@ def test_overrides_apply_on_top_of_the_defaults():
     assert merged["epochs"] == BASE["datasets"]["demo"]["overrides"]["classifier"]["epochs"]
     assert merged["backbone"] == BASE["classifier"]["backbone"]
     assert cfgmod.stage_config(BASE, "voc", "classifier") == BASE["classifier"]
-    with pytest.raises(cfgmod.ConfigError, match="dataset 'coco'"):
-        cfgmod.stage_config(BASE, "coco", "classifier")
+    with pytest.raises(cfgmod.ConfigError, match="dataset 'ade20k'"):
+        cfgmod.stage_config(BASE, "ade20k", "classifier")
 
 
 def test_snakemake_stops_on_a_bad_config_naming_the_key(tmp_path):
