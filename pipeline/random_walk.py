@@ -23,6 +23,8 @@ import warnings
 
 import torch
 
+ROW_BLOCK = 1024   # rows of T assembled at a time
+
 
 def disk_offsets(radius: int) -> list[tuple[int, int]]:
     """Every (dy, dx) with dy^2 + dx^2 < radius^2, the centre (0, 0) included, in row-major
@@ -48,6 +50,15 @@ def pair_affinity(f1: torch.Tensor, f2: torch.Tensor) -> torch.Tensor:
     return torch.exp(-(f1 - f2).abs().mean(-3))
 
 
+def block_affinity(f1: torch.Tensor, f2: torch.Tensor, block: int = 16) -> torch.Tensor:
+    """pair_affinity of (D, h, w) features, summed over blocks of channels: the walk's largest
+    scratch is then a block's difference, not all D channels' (no gradient: inference only)."""
+    dist = torch.zeros(f1.shape[1:], dtype=f1.dtype, device=f1.device)
+    for c in range(0, len(f1), block):
+        dist += torch.sub(f1[c:c + block], f2[c:c + block]).abs_().sum(0)
+    return torch.exp(-dist / len(f1))
+
+
 def neighbour_weights(features: torch.Tensor, radius: int, beta: float) -> tuple[list, torch.Tensor]:
     """features (D, h, w) -> (offsets, W) with W (h, w, K): W[p, k] = A(p, p + offsets[k])^beta / D(p),
     zero where the neighbour falls outside the grid. Each pixel's weights sum to 1."""
@@ -58,7 +69,7 @@ def neighbour_weights(features: torch.Tensor, radius: int, beta: float) -> tuple
     weights[:, :, index[(0, 0)]] = 1.0
     for dy, dx in half_offsets(radius):
         src, dst = overlap(h, w, dy, dx)
-        a = pair_affinity(features[:, src[0], src[1]], features[:, dst[0], dst[1]]) ** beta
+        a = block_affinity(features[:, src[0], src[1]], features[:, dst[0], dst[1]]) ** beta
         weights[src[0], src[1], index[(dy, dx)]] = a      # p -> p + d
         weights[dst[0], dst[1], index[(-dy, -dx)]] = a    # and back: A is symmetric
     return offsets, weights.div_(weights.sum(-1, keepdim=True))
@@ -78,12 +89,22 @@ def transition_matrix(features: torch.Tensor, radius: int, beta: float) -> torch
     inside = (((ys[:, None] + dy) >= 0) & ((ys[:, None] + dy) < h))[:, None] \
         & (((xs[:, None] + dx) >= 0) & ((xs[:, None] + dx) < w))[None]
     inside = inside.reshape(h * w, -1)
-    pixels = torch.arange(h * w, device=device, dtype=torch.int32)
-    columns = torch.masked_select(pixels[:, None] + (dy * w + dx), inside)   # sorted in each row
-    values = torch.masked_select(weights.reshape(h * w, -1), inside)
-    del weights
     rows = torch.zeros(h * w + 1, device=device, dtype=torch.int32)
     torch.cumsum(inside.sum(1, dtype=torch.int32), 0, out=rows[1:])
+    ends = rows.tolist()
+    columns = torch.empty(ends[-1], device=device, dtype=torch.int32)
+    values = torch.empty(ends[-1], device=device, dtype=weights.dtype)
+    pixels = torch.arange(h * w, device=device, dtype=torch.int32)
+    shift = dy * w + dx
+    flat = weights.reshape(h * w, -1)
+    # in blocks of rows: masked_select's scratch (8 bytes an input entry) would otherwise be the
+    # largest allocation of the walk
+    for start in range(0, h * w, ROW_BLOCK):
+        stop = min(start + ROW_BLOCK, h * w)
+        keep = inside[start:stop]
+        torch.masked_select(pixels[start:stop, None] + shift, keep, out=columns[ends[start]:ends[stop]])
+        torch.masked_select(flat[start:stop], keep, out=values[ends[start]:ends[stop]])
+    del weights, flat
     with warnings.catch_warnings():   # torch flags its CSR support as beta at every first use
         warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta state")
         return torch.sparse_csr_tensor(rows, columns, values, (h * w, h * w), check_invariants=False)

@@ -9,7 +9,8 @@ from pipeline import affinity_labels as al
 from pipeline.affinity_labels import IGNORE, confident_label, label_grid, pair_classes
 from pipeline.data.transforms import random_scale_flip_crop
 from pipeline.models.affinity_net import AffinityNet, load_affinity_net, save_affinity_net
-from pipeline.random_walk import disk_offsets, half_offsets, neighbour_weights, random_walk, transition_matrix
+from pipeline.random_walk import (block_affinity, disk_offsets, half_offsets, neighbour_weights, pair_affinity,
+                                  random_walk, transition_matrix)
 from pipeline.train_affinity import EPS, affinity_loss
 
 
@@ -86,6 +87,13 @@ def test_walk_on_cuda_equals_the_walk_on_cpu():
     on_gpu = random_walk(maps.cuda(), transition_matrix(features.cuda(), 5, 8), 64)
     assert on_gpu.device.type == "cuda"
     assert torch.allclose(on_gpu.cpu(), on_cpu, atol=1e-5, rtol=0)
+
+
+def test_block_affinity_is_the_pair_affinity_whatever_the_blocks():
+    torch.manual_seed(1)
+    f1, f2 = torch.rand(37, 5, 6, dtype=torch.float64), torch.rand(37, 5, 6, dtype=torch.float64)
+    for block in (1, 16, 37, 64):   # blocks that split the channels unevenly, or not at all
+        assert torch.allclose(block_affinity(f1, f2, block), pair_affinity(f1, f2), atol=1e-14, rtol=0)
 
 
 def test_offsets_are_the_disk_and_its_half():
