@@ -5,11 +5,12 @@ Data: 1,449 synthetic VOC-val-sized label maps (500x375, a quarter 375x500),
 255 around each object (~5% of pixels), and predictions made from the gt by
 shifting it, relabelling some objects and adding speckle noise.
 
-Run from the repo root:  python benchmarks/bench_confusion.py
+Run from the repo root:  python benchmarks/bench_confusion.py [--quick]   (--quick: 60 maps, 1 pass)
 """
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import sys
 import time
@@ -62,9 +63,9 @@ def make_pred(rng: np.random.Generator, gt: np.ndarray) -> np.ndarray:
     return pred
 
 
-def make_dataset(rng: np.random.Generator):
+def make_dataset(rng: np.random.Generator, num_maps: int = NUM_MAPS):
     pairs = []
-    for _ in range(NUM_MAPS):
+    for _ in range(num_maps):
         height, width = (375, 500) if rng.random() < 0.75 else (500, 375)
         gt = make_gt(rng, height, width)
         pairs.append((gt, make_pred(rng, gt)))
@@ -95,8 +96,12 @@ def timed(fn, pairs):
 
 
 def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="60 maps, one pass each: a smoke test")
+    args = p.parse_args()
+    num_maps, repeats = (60, 1) if args.quick else (NUM_MAPS, REPEATS)
     start = time.perf_counter()
-    pairs = make_dataset(np.random.default_rng(SEED))
+    pairs = make_dataset(np.random.default_rng(SEED), num_maps)
     total_px = sum(gt.size for gt, _ in pairs)
     ignored = sum(int(np.count_nonzero(gt == IGNORE)) for gt, _ in pairs)
     portrait = sum(gt.shape[0] > gt.shape[1] for gt, _ in pairs)
@@ -106,7 +111,7 @@ def main() -> int:
 
     times = {"project": [], "plain": []}
     reference = None
-    for _ in range(REPEATS):  # interleaved so drift affects both equally
+    for _ in range(repeats):  # interleaved so drift affects both equally
         for name, fn in (("project", run_project), ("plain", run_plain)):
             seconds, matrix = timed(fn, pairs)
             times[name].append(seconds)
@@ -117,9 +122,9 @@ def main() -> int:
                 return 1
 
     mpps = {name: total_px / 1e6 / statistics.median(ts) for name, ts in times.items()}
-    print(f"project ConfusionAccumulator: {mpps['project']:7.1f} MP/s median of {REPEATS} "
+    print(f"project ConfusionAccumulator: {mpps['project']:7.1f} MP/s median of {repeats} "
           f"({statistics.median(times['project']):.3f} s per pass)")
-    print(f"plain masked np.bincount:     {mpps['plain']:7.1f} MP/s median of {REPEATS} "
+    print(f"plain masked np.bincount:     {mpps['plain']:7.1f} MP/s median of {repeats} "
           f"({statistics.median(times['plain']):.3f} s per pass)")
     ratio = mpps["project"] / mpps["plain"]
     print(f"ratio project / plain: {ratio:.2f}x (target >= 1.0: {'OK' if ratio >= 1.0 else 'MISSED'})")

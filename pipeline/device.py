@@ -1,8 +1,9 @@
-"""Device choice shared by every stage."""
+"""Device and CPU-thread choices shared by every stage."""
 from __future__ import annotations
 
 import os
 
+import cv2
 import torch
 
 
@@ -16,8 +17,19 @@ def resolve_device(name: str) -> torch.device:
 
 
 def set_threads(threads: int | None) -> None:
-    if threads:
-        torch.set_num_threads(threads)
+    """A job's CPU threads, set once from its `threads`: torch's intra-op pool (OpenMP and MKL)
+    and OpenCV's pool get `threads` each, torch's inter-op pool one (no stage runs inter-op work:
+    an idle pool of `cores` threads only adds to the count). None leaves the libraries' defaults.
+    OpenMP's waiting policy is set when the package loads (pipeline/__init__.py)."""
+    if not threads:
+        return
+    torch.set_num_threads(threads)
+    cv2.setNumThreads(threads)
+    if torch.get_num_interop_threads() != 1:
+        try:
+            torch.set_num_interop_threads(1)
+        except RuntimeError:   # torch allows it once, before any inter-op work: already settled
+            pass
 
 
 def loader_workers(configured: int, threads: int | None) -> int:

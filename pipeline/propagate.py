@@ -19,7 +19,7 @@ from .data.voc import VOCDataset
 from .maps_io import argmax_label, confusion_split, image_and_maps
 from .models.affinity_net import AffinityNet
 from .provenance import dataset_identity
-from .random_walk import random_walk, transition_weights
+from .random_walk import random_walk, transition_matrix
 from .store import ArtifactReader, ArtifactWriter, file_digest
 
 
@@ -35,10 +35,10 @@ def propagate_image(model: AffinityNet, image: np.ndarray, cams: np.ndarray, mea
     stack = torch.from_numpy(np.concatenate([background_score(cams, cfg["alpha"])[None], cams]).astype(np.float32))
     stack = F.pad(stack, (0, pad_w, 0, pad_h))
     # every channel, background included, is padded with 0, as psa's infer_aff
-    grid_maps = F.avg_pool2d(stack[None], s)[0].to(device, torch.float64)
-    # in float32, 256 steps accumulate rounding to ~1e-5; float64 is cheap at grid sizes
-    offsets, weights = transition_weights(features.double(), cfg["radius"], cfg["beta"])
-    walked = random_walk(grid_maps, offsets, weights, 2 ** cfg["logt"])
+    grid_maps = F.avg_pool2d(stack[None], s)[0].to(device)
+    # float32 throughout: pipeline/random_walk.py says why float64 buys nothing here
+    T = transition_matrix(features, cfg["radius"], cfg["beta"])
+    walked = random_walk(grid_maps, T, 2 ** cfg["logt"])
     up = F.interpolate(walked[None], scale_factor=s, mode="bilinear", align_corners=False)[0]
     return up[:, :h, :w].float().cpu().numpy()
 

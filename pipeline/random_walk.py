@@ -3,18 +3,32 @@
 Pixels of the feature grid are linked to every pixel within `radius` (dy^2 + dx^2 < radius^2)
 and to themselves (affinity 1). With A the affinities raised to beta and D its row sums, the
 transition matrix is T = D^-1 A and the maps are propagated t times: v <- T v, i.e. each pixel
-takes the affinity-weighted average of its neighbourhood. T is never built as an N x N matrix:
-it is stored as one weight plane per neighbour offset (K x h x w with K ~ radius^2 * pi), and a
-step is K shifted multiply-adds, so time and memory grow with N, not N^2.
+takes the affinity-weighted average of its neighbourhood. T is a sparse N x N matrix in CSR form
+(N = h w pixels in row-major order, K ~ radius^2 pi entries a row: 69 at radius 5), so a step is
+one sparse x dense product, time and memory grow with N, not N^2, and the same code runs on CPU
+and CUDA.
+
+Two choices, measured with benchmarks/bench_random_walk.py:
+- float32: T's rows sum to 1, so T^t v stays a weighted average of the input values; after 256
+  steps the float32 walk is within 1e-6..1e-5 of the float64 one (1.3e-6 in the benchmark, the
+  rounding of exp in T's entries dominating), below the float16 the maps are stored in and with
+  the same argmax. float64 only doubled the bytes every product moves.
+- no squaring: psa and IRN raise a dense T to 2^logt by logt squarings. On a sparse T each
+  squaring widens the neighbourhood (69 -> ~230 -> ~840 entries a row at radius 5), so T^2
+  and 128 products cost about twice 256 products with T (and 7x the memory).
 """
 from __future__ import annotations
 
+import warnings
+
 import torch
-import torch.nn.functional as F
+
+ROW_BLOCK = 1024   # rows of T assembled at a time
 
 
 def disk_offsets(radius: int) -> list[tuple[int, int]]:
-    """Every (dy, dx) with dy^2 + dx^2 < radius^2, the centre (0, 0) included."""
+    """Every (dy, dx) with dy^2 + dx^2 < radius^2, the centre (0, 0) included, in row-major
+    order, so that p + dy w + dx increases along the list (CSR wants sorted columns)."""
     r = radius - 1
     return [(dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1) if dy * dy + dx * dx < radius * radius]
 
@@ -36,31 +50,70 @@ def pair_affinity(f1: torch.Tensor, f2: torch.Tensor) -> torch.Tensor:
     return torch.exp(-(f1 - f2).abs().mean(-3))
 
 
-def transition_weights(features: torch.Tensor, radius: int, beta: float) -> tuple[list, torch.Tensor]:
-    """features (D, h, w) -> (offsets, T) with T (K, h, w): T[k, p] = A(p, p + offsets[k])^beta / D(p),
-    zero where the neighbour falls outside the grid. Rows of T (sums over k) are 1."""
+def block_affinity(f1: torch.Tensor, f2: torch.Tensor, block: int = 16) -> torch.Tensor:
+    """pair_affinity of (D, h, w) features, summed over blocks of channels: the walk's largest
+    scratch is then a block's difference, not all D channels' (no gradient: inference only)."""
+    dist = torch.zeros(f1.shape[1:], dtype=f1.dtype, device=f1.device)
+    for c in range(0, len(f1), block):
+        dist += torch.sub(f1[c:c + block], f2[c:c + block]).abs_().sum(0)
+    return torch.exp(-dist / len(f1))
+
+
+def neighbour_weights(features: torch.Tensor, radius: int, beta: float) -> tuple[list, torch.Tensor]:
+    """features (D, h, w) -> (offsets, W) with W (h, w, K): W[p, k] = A(p, p + offsets[k])^beta / D(p),
+    zero where the neighbour falls outside the grid. Each pixel's weights sum to 1."""
     _, h, w = features.shape
     offsets = disk_offsets(radius)
     index = {o: k for k, o in enumerate(offsets)}
-    weights = features.new_zeros(len(offsets), h, w)
-    weights[index[(0, 0)]] = 1.0
+    weights = features.new_zeros(h, w, len(offsets))
+    weights[:, :, index[(0, 0)]] = 1.0
     for dy, dx in half_offsets(radius):
         src, dst = overlap(h, w, dy, dx)
-        a = pair_affinity(features[:, src[0], src[1]], features[:, dst[0], dst[1]]) ** beta
-        weights[index[(dy, dx)]][src] = a      # p -> p + d
-        weights[index[(-dy, -dx)]][dst] = a    # and back: A is symmetric
-    return offsets, weights / weights.sum(0, keepdim=True)
+        a = block_affinity(features[:, src[0], src[1]], features[:, dst[0], dst[1]]) ** beta
+        weights[src[0], src[1], index[(dy, dx)]] = a      # p -> p + d
+        weights[dst[0], dst[1], index[(-dy, -dx)]] = a    # and back: A is symmetric
+    return offsets, weights.div_(weights.sum(-1, keepdim=True))
 
 
-def random_walk(maps: torch.Tensor, offsets: list, weights: torch.Tensor, steps: int) -> torch.Tensor:
-    """T^steps applied to maps (C, h, w), T as returned by transition_weights."""
-    _, h, w = maps.shape
-    pad = max(max(abs(dy), abs(dx)) for dy, dx in offsets)
-    v = maps
+def transition_matrix(features: torch.Tensor, radius: int, beta: float) -> torch.Tensor:
+    """features (D, h, w) -> T, a sparse CSR (N x N) matrix in the features' dtype and device:
+    T[p, q] = A(p, q)^beta / D(p) for the grid neighbours q of p (pixels in row-major order)."""
+    _, h, w = features.shape
+    offsets, weights = neighbour_weights(features, radius, beta)
+    device = features.device
+    dy = torch.tensor([o[0] for o in offsets], device=device, dtype=torch.int32)
+    dx = torch.tensor([o[1] for o in offsets], device=device, dtype=torch.int32)
+    ys = torch.arange(h, device=device, dtype=torch.int32)
+    xs = torch.arange(w, device=device, dtype=torch.int32)
+    # a neighbour is inside when its row and its column are: (h, 1, K) & (1, w, K), no N x K indices
+    inside = (((ys[:, None] + dy) >= 0) & ((ys[:, None] + dy) < h))[:, None] \
+        & (((xs[:, None] + dx) >= 0) & ((xs[:, None] + dx) < w))[None]
+    inside = inside.reshape(h * w, -1)
+    rows = torch.zeros(h * w + 1, device=device, dtype=torch.int32)
+    torch.cumsum(inside.sum(1, dtype=torch.int32), 0, out=rows[1:])
+    ends = rows.tolist()
+    columns = torch.empty(ends[-1], device=device, dtype=torch.int32)
+    values = torch.empty(ends[-1], device=device, dtype=weights.dtype)
+    pixels = torch.arange(h * w, device=device, dtype=torch.int32)
+    shift = dy * w + dx
+    flat = weights.reshape(h * w, -1)
+    # in blocks of rows: masked_select's scratch (8 bytes an input entry) would otherwise be the
+    # largest allocation of the walk
+    for start in range(0, h * w, ROW_BLOCK):
+        stop = min(start + ROW_BLOCK, h * w)
+        keep = inside[start:stop]
+        torch.masked_select(pixels[start:stop, None] + shift, keep, out=columns[ends[start]:ends[stop]])
+        torch.masked_select(flat[start:stop], keep, out=values[ends[start]:ends[stop]])
+    del weights, flat
+    with warnings.catch_warnings():   # torch flags its CSR support as beta at every first use
+        warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta state")
+        return torch.sparse_csr_tensor(rows, columns, values, (h * w, h * w), check_invariants=False)
+
+
+def random_walk(maps: torch.Tensor, T: torch.Tensor, steps: int) -> torch.Tensor:
+    """T^steps applied to maps (C, h, w), T as returned by transition_matrix (same dtype and device)."""
+    c, h, w = maps.shape
+    v = maps.reshape(c, h * w).T.contiguous()   # (N, C): one row per pixel, as T's columns
     for _ in range(steps):
-        padded = F.pad(v, (pad, pad, pad, pad))
-        out = torch.zeros_like(v)
-        for (dy, dx), plane in zip(offsets, weights):
-            out.addcmul_(plane, padded[:, pad + dy:pad + dy + h, pad + dx:pad + dx + w])
-        v = out
-    return v
+        v = T @ v
+    return v.T.reshape(c, h, w)

@@ -10,12 +10,13 @@ from pipeline.affinity_labels import IGNORE, confident_label, label_grid, pair_c
 from pipeline.data.transforms import random_scale_flip_crop
 from pipeline.models.affinity_net import AffinityNet, load_affinity_net, save_affinity_net
 from pipeline.propagate import propagate_image
-from pipeline.random_walk import disk_offsets, half_offsets, random_walk, transition_weights
+from pipeline.random_walk import (block_affinity, disk_offsets, half_offsets, neighbour_weights, pair_affinity,
+                                  random_walk, transition_matrix)
 from pipeline.train_affinity import EPS, affinity_loss
 
 
-def dense_walk(features: torch.Tensor, radius: int, beta: float, maps: torch.Tensor, steps: int):
-    """T^steps v with T = D^-1 A^beta built as a full N x N matrix, pixel by pixel."""
+def dense_transition(features: torch.Tensor, radius: int, beta: float) -> torch.Tensor:
+    """T = D^-1 A^beta built as a full N x N float64 matrix, pixel by pixel."""
     d, h, w = features.shape
     f = features.double().reshape(d, -1)
     n = h * w
@@ -25,29 +26,82 @@ def dense_walk(features: torch.Tensor, radius: int, beta: float, maps: torch.Ten
             (yi, xi), (yj, xj) = divmod(i, w), divmod(j, w)
             if (yi - yj) ** 2 + (xi - xj) ** 2 < radius ** 2:
                 A[i, j] = torch.exp(-(f[:, i] - f[:, j]).abs().mean()) ** beta
-    T = A / A.sum(1, keepdim=True)
+    return A / A.sum(1, keepdim=True)
+
+
+def dense_walk(features: torch.Tensor, radius: int, beta: float, maps: torch.Tensor, steps: int):
+    """T^steps v with the dense T of dense_transition."""
+    T = dense_transition(features, radius, beta)
     v = maps.double().reshape(len(maps), -1).T
     return (torch.linalg.matrix_power(T, steps) @ v).T.reshape(maps.shape)
 
 
 @pytest.mark.parametrize("h, w, radius", [(6, 9, 5), (11, 7, 3)])
+def test_sparse_matrix_is_the_dense_transition_matrix(h, w, radius):
+    torch.manual_seed(h * w)
+    features = torch.rand(16, h, w, dtype=torch.float64) * 3
+    T = transition_matrix(features, radius, beta=8)
+    assert T.layout == torch.sparse_csr and T.dtype == torch.float64
+    assert torch.allclose(T.to_dense(), dense_transition(features, radius, 8), atol=1e-12, rtol=0)
+    # one stored entry per in-grid neighbour: the disk clipped by the grid, never more
+    assert T.values().numel() == sum(1 for p in range(h * w) for q in range(h * w)
+                                     if (p // w - q // w) ** 2 + (p % w - q % w) ** 2 < radius ** 2)
+
+
+@pytest.mark.parametrize("h, w, radius", [(6, 9, 5), (11, 7, 3)])
 def test_sparse_walk_equals_the_dense_matrix_walk(h, w, radius):
     torch.manual_seed(h * w)
-    features = torch.rand(16, h, w, dtype=torch.float64) * 3   # float64, as propagate_image runs it
+    features = torch.rand(16, h, w, dtype=torch.float64) * 3
     maps = torch.rand(3, h, w, dtype=torch.float64)
-    offsets, weights = transition_weights(features, radius, beta=8)
-    walked = random_walk(maps, offsets, weights, steps=2 ** 8)
+    T = transition_matrix(features, radius, beta=8)
     reference = dense_walk(features, radius, 8, maps, 2 ** 8)
-    assert torch.allclose(walked, reference, atol=1e-5, rtol=0)
+    assert torch.allclose(random_walk(maps, T, steps=2 ** 8), reference, atol=1e-10, rtol=0)
     # and after a few steps, before everything has mixed
-    assert torch.allclose(random_walk(maps, offsets, weights, 3),
-                          dense_walk(features, radius, 8, maps, 3), atol=1e-5, rtol=0)
+    assert torch.allclose(random_walk(maps, T, 3), dense_walk(features, radius, 8, maps, 3), atol=1e-10, rtol=0)
+    # float32, as propagate_image runs it: exp(-beta mean|f_i - f_j|) rounds each entry of T
+    # to ~|exponent| x 6e-8 relative (here up to ~20 x), and 256 steps carry that along
+    T32 = transition_matrix(features.float(), radius, beta=8)
+    walked = random_walk(maps.float(), T32, steps=2 ** 8)
+    assert walked.dtype == torch.float32
+    assert torch.allclose(walked.double(), reference, atol=5e-5, rtol=0)
+    assert torch.equal(walked.argmax(0), reference.argmax(0))
+
+
+def test_float32_walk_keeps_the_float64_argmax_on_a_propagate_sized_grid():
+    # 256 steps on a 40 x 48 grid of smooth features, 3 maps: float32 rounding must not move
+    # the maps by more than float32 tolerance nor change the label of any pixel
+    g = torch.Generator().manual_seed(3)
+    coarse = torch.rand(1, 32, 5, 6, generator=g, dtype=torch.float64)
+    features = torch.nn.functional.interpolate(coarse, size=(40, 48), mode="bilinear")[0] * 4
+    maps = torch.rand(3, 40, 48, generator=g, dtype=torch.float64)
+    reference = random_walk(maps, transition_matrix(features, 5, 8), 256)
+    walked = random_walk(maps.float(), transition_matrix(features.float(), 5, 8), 256)
+    assert (walked.double() - reference).abs().max() < 1e-5
+    assert torch.equal(walked.argmax(0), reference.argmax(0))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_walk_on_cuda_equals_the_walk_on_cpu():
+    torch.manual_seed(0)
+    features, maps = torch.rand(16, 20, 24) * 3, torch.rand(3, 20, 24)
+    on_cpu = random_walk(maps, transition_matrix(features, 5, 8), 64)
+    on_gpu = random_walk(maps.cuda(), transition_matrix(features.cuda(), 5, 8), 64)
+    assert on_gpu.device.type == "cuda"
+    assert torch.allclose(on_gpu.cpu(), on_cpu, atol=1e-5, rtol=0)
+
+
+def test_block_affinity_is_the_pair_affinity_whatever_the_blocks():
+    torch.manual_seed(1)
+    f1, f2 = torch.rand(37, 5, 6, dtype=torch.float64), torch.rand(37, 5, 6, dtype=torch.float64)
+    for block in (1, 16, 37, 64):   # blocks that split the channels unevenly, or not at all
+        assert torch.allclose(block_affinity(f1, f2, block), pair_affinity(f1, f2), atol=1e-14, rtol=0)
 
 
 def test_offsets_are_the_disk_and_its_half():
     disk = disk_offsets(5)
     assert len(disk) == 69 and (0, 0) in disk           # 9 + 2 * (9 + 9 + 7 + 5) lattice points
     assert all(dy * dy + dx * dx < 25 for dy, dx in disk) and (0, 5) not in disk and (3, 4) not in disk
+    assert disk == sorted(disk)                         # row-major: CSR columns ascend in each row
     half = half_offsets(5)
     assert len(half) == 34 and set(half) | {(-dy, -dx) for dy, dx in half} | {(0, 0)} == set(disk)
 
@@ -56,12 +110,13 @@ def test_walk_keeps_a_constant_map_and_is_blocked_by_zero_affinity():
     # two halves whose features differ by 100: a^8 = exp(-800) = 0 across the edge
     features = torch.zeros(1, 4, 8)
     features[:, :, 4:] = 100.0
-    offsets, weights = transition_weights(features, 3, beta=8)
-    assert torch.allclose(weights.sum(0), torch.ones(4, 8))
-    assert torch.allclose(random_walk(torch.full((1, 4, 8), 0.7), offsets, weights, 50), torch.tensor(0.7))
+    _, weights = neighbour_weights(features, 3, beta=8)
+    assert torch.allclose(weights.sum(-1), torch.ones(4, 8))
+    T = transition_matrix(features, 3, beta=8)
+    assert torch.allclose(random_walk(torch.full((1, 4, 8), 0.7), T, 50), torch.tensor(0.7))
     left = torch.zeros(1, 4, 8)
     left[0, 1, 1] = 1.0
-    walked = random_walk(left, offsets, weights, 64)
+    walked = random_walk(left, T, 64)
     assert walked[0, :, 4:].abs().max() == 0
     assert torch.allclose(walked[0, :, :4], torch.full((4, 4), walked[0, :, :4].mean()), atol=1e-3)
 

@@ -29,3 +29,18 @@ def test_hidden_gpus_make_cuda_an_error_naming_cuda_visible_devices():
 @pytest.mark.parametrize("configured, threads, expected", [(4, 2, 2), (1, 2, 1), (0, 2, 0), (3, None, 3)])
 def test_dataloader_workers_stay_within_the_jobs_threads(configured, threads, expected):
     assert loader_workers(configured, threads) == expected
+
+
+def test_set_threads_sets_torch_opencv_and_interop_threads_and_openmp_sleeps():
+    """In a fresh process (the pools are per process): the job's threads everywhere, one inter-op
+    thread, and OpenMP told to sleep, not spin, before torch loaded; an explicit policy is kept."""
+    code = ("import pipeline.device, cv2, torch, os\n"
+            "pipeline.device.set_threads(1)\n"
+            "print(torch.get_num_threads(), cv2.getNumThreads(), torch.get_num_interop_threads(),"
+            " os.environ['OMP_WAIT_POLICY'])\n")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert run.stdout.split() == ["1", "1", "1", "PASSIVE"]
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**env, "OMP_WAIT_POLICY": "ACTIVE"})
+    assert run.stdout.split()[-1] == "ACTIVE"
