@@ -27,20 +27,23 @@ def getam_map(attns, grads, start_block: int, grid) -> torch.Tensor:
     return cls_row.reshape(len(cls_row), *grid)
 
 
-def attnfusion_map(attns, patch_cam: torch.Tensor, cls_blocks: int) -> torch.Tensor:
+def attnfusion_map(attns, patch_cam: torch.Tensor, cls_blocks: int, refine_blocks=None) -> torch.Tensor:
     """Attentions of all blocks and the patch CAM (B, K, h, w) -> refined maps (B, K, h, w).
 
     MCTformer's inference (WeakTr's, with its learned block/head weights set equal), heads
     averaged in each block: the class token's attention to the patches, summed over the last
     `cls_blocks` blocks, times the patch CAM; then P @ map, P[i, j] = attention of patch i to
     patch j summed over *all* blocks, so each patch gathers the map of the patches it attends to.
-    The early blocks keep P local; the late ones alone spread every patch over the whole image.
+    `refine_blocks` (block indices; [] = no refinement) replaces "all blocks" for diagnosis only.
     """
     B, K, h, w = patch_cam.shape
     A = torch.stack(attns).mean(2)                                # (blocks, B, N, N): heads averaged
     cls_attn = A[-cls_blocks:, :, 0, 1:].sum(0).reshape(B, 1, h, w)
     fused = (cls_attn * patch_cam).flatten(2)                     # (B, K, h*w)
-    P = A[:, :, 1:, 1:].sum(0)
+    if refine_blocks is not None and len(refine_blocks) == 0:
+        return fused.reshape(B, K, h, w)
+    P = A[:, :, 1:, 1:] if refine_blocks is None else A[list(refine_blocks), :, 1:, 1:]
+    P = P.sum(0)
     return torch.einsum("bij,bkj->bki", P, fused).reshape(B, K, h, w)
 
 
@@ -71,9 +74,8 @@ def vit_multiscale_cam(model, image: np.ndarray, class_ids, scales, flip: bool, 
                        method: str = "getam", cls_blocks: int | None = None) -> np.ndarray:
     """As pipeline.cams.multiscale_cam: maps summed over scales (and flips), upsampled to the
     image, each class / its max (getam) or min-max normalised (attnfusion, as MCTformer and
-    WeakTr: the patch-to-patch refinement lifts every patch by the map's attention-weighted mean,
-    a floor that the max alone would leave above any background threshold). class_ids are
-    dataset ids (1..C). attnfusion takes the class-to-patch attention of the last `cls_blocks`
+    WeakTr: the refinement adds a floor, every patch's attention-weighted share of the map).
+    class_ids are dataset ids (1..C). attnfusion takes the class-to-patch attention of the last `cls_blocks`
     blocks (default: the GETAM blocks, start_block..depth-1). Returns float32 (K, H, W) in [0, 1]."""
     if method not in VIT_METHODS:
         raise ValueError(f"ViT CAM method '{method}' is unknown; expected one of {VIT_METHODS}")
