@@ -5,7 +5,9 @@ over the patches): its entropy over log(n) (1 = each patch attends uniformly) an
 the mean total-variation distance of each row to the mean row (0 = every patch attends to the
 same patches, so P @ map gives every patch the same value and the refined map is flat).
 Beside them, the seed mIoU curve of the fusion without refinement, with MCTformer's refinement
-(all blocks) and with each single block's, through the extraction's own multi-scale protocol.
+(all blocks) and with each single block's, through the extraction's own multi-scale protocol;
+and the Pearson correlation of each class map refined (all blocks) with its unrefined map
+(negative: the refinement moves the map away from where the fusion put it).
 """
 from __future__ import annotations
 
@@ -44,7 +46,7 @@ def diagnose(model, meta: dict, voc: VOCDataset, scales, flip: bool, thresholds,
     """Attention statistics (at the first scale) and each variant's seed curve over the images of voc."""
     model.eval().to(device)
     cls_blocks = meta["depth"] - meta["start_block"]
-    acc, stats = {}, []
+    acc, stats, corr = {}, [], []
     for image_id in voc.ids:
         image, class_ids, gt = voc.load_image(image_id), voc.image_labels(image_id), voc.load_mask(image_id)
         rows = torch.as_tensor(class_ids) - 1
@@ -62,6 +64,8 @@ def diagnose(model, meta: dict, voc: VOCDataset, scales, flip: bool, thresholds,
                 maps = maps[:1] + maps[1:].flip(-1) if flip else maps
                 maps = F.interpolate(maps, size=image.shape[:2], mode="bilinear", align_corners=False)[0].cpu()
                 totals[name] = totals.get(name, 0) + maps
+        for unrefined, refined in zip(totals["unrefined"], totals["refined, all blocks"]):
+            corr.append(float(np.corrcoef(unrefined.flatten().numpy(), refined.flatten().numpy())[0, 1]))
         for name, total in totals.items():
             maps = unit_range(total).numpy()
             per_t = acc.setdefault(name, {t: ConfusionAccumulator(len(voc.classes)) for t in thresholds})
@@ -70,4 +74,6 @@ def diagnose(model, meta: dict, voc: VOCDataset, scales, flip: bool, thresholds,
     blocks = [{key: float(np.mean([s[b][key] for s in stats])) for key in stats[0][b]} for b in range(len(stats[0]))]
     curves = {name: [{"threshold": t, "miou": scores(per_t[t].matrix, voc.classes)["miou"]} for t in thresholds]
               for name, per_t in acc.items()}
-    return {"images": len(voc), "blocks": blocks, "curves": curves}
+    return {"images": len(voc), "blocks": blocks, "curves": curves,
+            "refined_vs_unrefined": {"class_maps": len(corr), "mean_r": float(np.mean(corr)),
+                                     "negative_fraction": float(np.mean(np.array(corr) < 0))}}

@@ -34,3 +34,6 @@ for b, row in enumerate(result["blocks"]):
 for name, curve in result["curves"].items():
     best = max(curve, key=lambda r: r["miou"])
     print(f"{name:20s} " + " ".join(f"{r['miou']:.3f}" for r in curve) + f"  best {best['miou']:.3f} at {best['threshold']}")
+r = result["refined_vs_unrefined"]
+print(f"refined vs unrefined maps: Pearson r mean {r['mean_r']:.3f} over {r['class_maps']} class maps, "
+      f"negative in {r['negative_fraction']:.2f}")

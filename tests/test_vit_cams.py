@@ -186,6 +186,8 @@ def test_diagnose_runs_the_extraction_protocol(tiny_voc):
     result = diagnose(model, meta, voc, [1.0, 0.5], True, [0.2, 0.5])
     assert result["images"] == 2 and len(result["blocks"]) == 2
     assert set(result["curves"]) == {"unrefined", "refined, all blocks", "refined, block 0", "refined, block 1"}
+    r = result["refined_vs_unrefined"]
+    assert r["class_maps"] == sum(len(voc.image_labels(i)) for i in voc.ids) and -1 <= r["mean_r"] <= 1
     # the method's curve is the one its extracted maps give
     for row in result["curves"]["refined, all blocks"]:
         acc = ConfusionAccumulator(len(classes))
