@@ -4,7 +4,8 @@ getam:      GETAM (gradient-weighted element-wise transformer attention): per bl
             `start_block` on, mean_heads relu(dS/dA * A) times mean_heads relu(dS/dA), summed;
             the class token's row gives the map.
 attnfusion: MCTformer/WeakTr-style fusion: class-to-patch attention times the patch-token CAM,
-            then propagated by patch-to-patch attention.
+            then propagated by patch-to-patch attention; the scales' sum is min-max normalised
+            per class, as MCTformer and WeakTr do.
 Attention matrices are (B, heads, N, N) with token 0 the class token, rows = queries (rows sum to 1).
 """
 from __future__ import annotations
@@ -26,22 +27,27 @@ def getam_map(attns, grads, start_block: int, grid) -> torch.Tensor:
     return cls_row.reshape(len(cls_row), *grid)
 
 
-def attnfusion_map(attns, patch_cam: torch.Tensor, last_blocks: int) -> torch.Tensor:
+def attnfusion_map(attns, patch_cam: torch.Tensor, cls_blocks: int, refine_blocks=None) -> torch.Tensor:
     """Attentions of all blocks and the patch CAM (B, K, h, w) -> refined maps (B, K, h, w).
 
-    Refinement is P @ map with P[i, j] = attention of patch i to patch j: each patch takes the
-    attention-weighted average of the map over the patches it attends to. P's rows sum to at
-    most 1 (the class column is dropped), so this is an affinity propagation that keeps the scale.
+    MCTformer's inference (WeakTr's, with its learned block/head weights set equal), heads
+    averaged in each block: the class token's attention to the patches, summed over the last
+    `cls_blocks` blocks, times the patch CAM; then P @ map, P[i, j] = attention of patch i to
+    patch j summed over *all* blocks, so each patch gathers the map of the patches it attends to.
+    `refine_blocks` (block indices; [] = no refinement) replaces "all blocks" for diagnosis only.
     """
     B, K, h, w = patch_cam.shape
-    A = torch.stack(attns[-last_blocks:]).mean((0, 2))            # (B, N, N): over blocks and heads
-    cls_attn = A[:, 0, 1:].reshape(B, 1, h, w)
+    A = torch.stack(attns).mean(2)                                # (blocks, B, N, N): heads averaged
+    cls_attn = A[-cls_blocks:, :, 0, 1:].sum(0).reshape(B, 1, h, w)
     fused = (cls_attn * patch_cam).flatten(2)                     # (B, K, h*w)
-    P = A[:, 1:, 1:]
+    if refine_blocks is not None and len(refine_blocks) == 0:
+        return fused.reshape(B, K, h, w)
+    P = A[:, :, 1:, 1:] if refine_blocks is None else A[list(refine_blocks), :, 1:, 1:]
+    P = P.sum(0)
     return torch.einsum("bij,bkj->bki", P, fused).reshape(B, K, h, w)
 
 
-def _vit_maps(model, x: torch.Tensor, class_ids, method: str, last_blocks: int) -> torch.Tensor:
+def _vit_maps(model, x: torch.Tensor, class_ids, method: str, cls_blocks: int) -> torch.Tensor:
     """Maps (B, K, h, w) on the patch grid for the K classes, from one forward pass."""
     rows = torch.as_tensor(class_ids) - 1
     if method == "attnfusion":
@@ -50,7 +56,7 @@ def _vit_maps(model, x: torch.Tensor, class_ids, method: str, last_blocks: int) 
             weight = model.patch_head.weight[rows]                         # (K, D)
             patch_cam = F.relu(torch.einsum("bnd,kd->bkn", tokens[:, 1:], weight))
             patch_cam = patch_cam.reshape(len(x), len(rows), *grid)
-            return attnfusion_map(model.attentions, patch_cam, last_blocks)
+            return attnfusion_map(model.attentions, patch_cam, cls_blocks)
     with torch.enable_grad():
         tokens, grid = model.encode(x)
         attns = model.attentions
@@ -65,14 +71,16 @@ def _vit_maps(model, x: torch.Tensor, class_ids, method: str, last_blocks: int) 
 
 
 def vit_multiscale_cam(model, image: np.ndarray, class_ids, scales, flip: bool, mean, std, device,
-                       method: str = "getam", last_blocks: int | None = None) -> np.ndarray:
+                       method: str = "getam", cls_blocks: int | None = None) -> np.ndarray:
     """As pipeline.cams.multiscale_cam: maps summed over scales (and flips), upsampled to the
-    image, each class / its max. class_ids are dataset ids (1..C). For attnfusion the attention
-    of the last `last_blocks` blocks is used (default: the GETAM blocks, start_block..depth-1).
-    Returns float32 (K, H, W) with values in [0, 1]."""
+    image, each class / its max (getam) or min-max normalised (attnfusion, as MCTformer and
+    WeakTr: the refinement adds a floor, every patch's attention-weighted share of the map).
+    class_ids are dataset ids (1..C). attnfusion takes the class-to-patch attention of the last `cls_blocks`
+    blocks (default: the GETAM blocks, start_block..depth-1). Returns float32 (K, H, W) in [0, 1]."""
     if method not in VIT_METHODS:
         raise ValueError(f"ViT CAM method '{method}' is unknown; expected one of {VIT_METHODS}")
-    if last_blocks is None:
-        last_blocks = model.meta["depth"] - model.meta["start_block"]
-    layer_maps = lambda x: [_vit_maps(model, x, class_ids, method, last_blocks)]  # noqa: E731
-    return scale_sum(image, len(class_ids), scales, flip, mean, std, device, layer_maps)
+    if cls_blocks is None:
+        cls_blocks = model.meta["depth"] - model.meta["start_block"]
+    layer_maps = lambda x: [_vit_maps(model, x, class_ids, method, cls_blocks)]  # noqa: E731
+    normalise = "minmax" if method == "attnfusion" else "max"
+    return scale_sum(image, len(class_ids), scales, flip, mean, std, device, layer_maps, normalise=normalise)

@@ -1,8 +1,13 @@
+import math
+
 import numpy as np
 import pytest
 import torch
 
+from pipeline.attnfusion_diagnosis import diagnose, fusion_variants, patch_attention_stats
+from pipeline.metrics import ConfusionAccumulator, scores
 from pipeline.models.vit_hybrid import ViTHybridClassifier
+from pipeline.multiscale import scale_sum
 from pipeline.vit_cams import attnfusion_map, getam_map, vit_multiscale_cam
 
 
@@ -82,20 +87,129 @@ def test_hooks_capture_softmax_attention_and_its_gradient():
     torch.testing.assert_close(model.attentions[0].grad, expected)
 
 
-def test_attnfusion_with_identity_patch_attention():
-    B, K, h, w = 1, 2, 2, 2
-    A = torch.zeros(B, 1, 5, 5)
-    A[0, 0, 0] = torch.tensor([0.2, 0.1, 0.3, 0.4, 0.0])
-    A[0, 0, 1:, 1:] = torch.eye(4)
-    patch_cam = torch.arange(8.0).reshape(B, K, h, w)
-    expected = torch.tensor([0.1, 0.3, 0.4, 0.0]).reshape(1, 1, 2, 2) * patch_cam
-    # an older block with other attention is outside last_blocks=1
-    other = torch.full((B, 1, 5, 5), 0.2)
-    torch.testing.assert_close(attnfusion_map([other, A], patch_cam, 1), expected)
-    # P @ map: with P averaging patch 0 over patches 0 and 1, patch 0 gets their mean
-    A[0, 0, 1, 1:] = torch.tensor([0.5, 0.5, 0.0, 0.0])
-    got = attnfusion_map([A], patch_cam, 1)
-    torch.testing.assert_close(got[0, :, 0, 0], (expected[0, :, 0, 0] + expected[0, :, 0, 1]) / 2)
+def naive_mctformer_fusion(attns, cam, cls_blocks, refine_blocks=None):
+    """MCTformer's published inference, entry by entry: heads averaged per block; the class
+    row summed over the last cls_blocks blocks times the patch CAM; then each patch i gathers
+    sum_j P[i, j] * fused[j], with P the patch-to-patch attention summed over every block
+    (or over refine_blocks)."""
+    depth, (B, H, N, _), K = len(attns), attns[0].shape, cam.shape[1]
+    refine_blocks = range(depth) if refine_blocks is None else refine_blocks
+    out = np.zeros((B, K, N - 1))
+    for b in range(B):
+        for k in range(K):
+            for i in range(N - 1):
+                for j in range(N - 1):
+                    p = sum(attns[blk][b, hd, 1 + i, 1 + j] for blk in refine_blocks for hd in range(H)) / H
+                    c = sum(attns[blk][b, hd, 0, 1 + j]
+                            for blk in range(depth - cls_blocks, depth) for hd in range(H)) / H
+                    out[b, k, i] += p * c * cam[b, k, j]
+    return out
+
+
+def test_attnfusion_matches_a_naive_mctformer_fusion():
+    rng = np.random.default_rng(1)
+    B, H, depth, (h, w), K = 2, 3, 4, (2, 3), 2
+    N = 1 + h * w
+    attns = [torch.softmax(torch.from_numpy(rng.normal(size=(B, H, N, N))), -1) for _ in range(depth)]
+    cam = torch.from_numpy(rng.random((B, K, h, w)))
+    for cls_blocks in (1, 3):
+        expected = naive_mctformer_fusion([a.numpy() for a in attns], cam.reshape(B, K, -1).numpy(), cls_blocks)
+        got = attnfusion_map(attns, cam, cls_blocks)
+        np.testing.assert_allclose(got.reshape(B, K, -1).numpy(), expected, rtol=1e-10)
+
+
+def test_attnfusion_by_hand():
+    # two patches (grid 1x2), one head, two blocks; patch CAM [2, 4]
+    A0 = torch.tensor([[0.5, 0.25, 0.25],      # class row
+                       [0.0, 1.0, 0.0],        # block 0: each patch attends to itself only
+                       [0.0, 0.0, 1.0]]).view(1, 1, 3, 3)
+    A1 = torch.tensor([[0.2, 0.2, 0.6],
+                       [0.1, 0.45, 0.45],
+                       [0.0, 0.5, 0.5]]).view(1, 1, 3, 3)
+    cam = torch.tensor([2.0, 4.0]).view(1, 1, 1, 2)
+    # class attention of the last block [0.2, 0.6] -> fused [0.4, 2.4]; P = A0 + A1 on the
+    # patches = [[1.45, 0.45], [0.5, 1.5]] -> [1.45*0.4 + 0.45*2.4, 0.5*0.4 + 1.5*2.4]
+    torch.testing.assert_close(attnfusion_map([A0, A1], cam, 1), torch.tensor([[[[1.66, 3.8]]]]))
+    # both blocks' class rows: [0.45, 0.85] -> fused [0.9, 3.4]
+    torch.testing.assert_close(attnfusion_map([A0, A1], cam, 2), torch.tensor([[[[2.835, 5.55]]]]))
+
+
+
+def test_fusion_variants_against_the_naive_fusion():
+    rng = np.random.default_rng(4)
+    B, H, depth, (h, w), K = 1, 2, 3, (2, 2), 2
+    N = 1 + h * w
+    attns = [torch.softmax(torch.from_numpy(rng.normal(size=(B, H, N, N))), -1) for _ in range(depth)]
+    cam = torch.from_numpy(rng.random((B, K, h, w)))
+    got = fusion_variants(attns, cam, 2)
+    A = [a.numpy() for a in attns]
+    flat = cam.reshape(B, K, -1).numpy()
+    cls = sum(a.mean(1)[:, 0, 1:] for a in A[-2:])                      # (B, n)
+    np.testing.assert_allclose(got["unrefined"].reshape(B, K, -1).numpy(), cls[:, None] * flat, rtol=1e-10)
+    np.testing.assert_allclose(got["refined, all blocks"].reshape(B, K, -1).numpy(),
+                               naive_mctformer_fusion(A, flat, 2), rtol=1e-10)
+    for b in range(depth):
+        np.testing.assert_allclose(got[f"refined, block {b}"].reshape(B, K, -1).numpy(),
+                                   naive_mctformer_fusion(A, flat, 2, [b]), rtol=1e-10)
+
+
+def test_patch_attention_stats_by_hand():
+    def block(patch_rows):   # one head; the class column takes 0.2 of every row, renormalised away
+        n = len(patch_rows)
+        A = torch.zeros(1, 1, n + 1, n + 1, dtype=torch.float64)
+        A[0, 0, 0] = 1.0 / (n + 1)
+        A[0, 0, 1:, 0] = 0.2
+        A[0, 0, 1:, 1:] = 0.8 * torch.tensor(patch_rows, dtype=torch.float64)
+        return A
+    # each patch attends to itself: entropy 0; every row is 3/4 (total variation) from the mean row
+    stats = patch_attention_stats(block(np.eye(4).tolist()))
+    assert stats["entropy"] == pytest.approx(0.0, abs=1e-9) and stats["row_spread"] == pytest.approx(0.75)
+    # every patch attends alike: no spread, entropy of [0.1, 0.2, 0.3, 0.4] over log 4
+    row = [0.1, 0.2, 0.3, 0.4]
+    stats = patch_attention_stats(block([row] * 4))
+    assert stats["row_spread"] == pytest.approx(0.0, abs=1e-12)
+    assert stats["entropy"] == pytest.approx(-sum(p * math.log(p) for p in row) / math.log(4))
+    assert patch_attention_stats(block([[0.25] * 4] * 4))["entropy"] == pytest.approx(1.0)
+
+
+def test_diagnose_runs_the_extraction_protocol(tiny_voc):
+    from pipeline.data.voc import VOCDataset
+    from pipeline.seeds import seed_label
+
+    torch.manual_seed(0)
+    classes = ["background", "ruby", "jade", "amber", "cobalt", "violet"]
+    model = ViTHybridClassifier("tf_efficientnet_lite0", 5, embed_dim=16, depth=2, heads=2, start_block=1,
+                                weights="none", feature_level=3, pos_grid=4).eval()
+    meta = {**model.meta, "mean": (0.5,) * 3, "std": (0.5,) * 3}
+    voc = VOCDataset(tiny_voc, classes, "train")
+    voc = voc.subset(voc.ids[:2])
+    result = diagnose(model, meta, voc, [1.0, 0.5], True, [0.2, 0.5])
+    assert result["images"] == 2 and len(result["blocks"]) == 2
+    assert set(result["curves"]) == {"unrefined", "refined, all blocks", "refined, block 0", "refined, block 1"}
+    r = result["refined_vs_unrefined"]
+    assert r["class_maps"] == sum(len(voc.image_labels(i)) for i in voc.ids) and -1 <= r["mean_r"] <= 1
+    # the method's curve is the one its extracted maps give
+    for row in result["curves"]["refined, all blocks"]:
+        acc = ConfusionAccumulator(len(classes))
+        for image_id in voc.ids:
+            labels = voc.image_labels(image_id)
+            maps = vit_multiscale_cam(model, voc.load_image(image_id), labels, [1.0, 0.5], True, (0.5,) * 3,
+                                      (0.5,) * 3, "cpu", "attnfusion")
+            acc.add(voc.load_mask(image_id), seed_label(maps, labels, row["threshold"]))
+        assert row["miou"] == pytest.approx(scores(acc.matrix, classes)["miou"])
+
+
+def test_scale_sum_minmax_by_hand():
+    image = np.zeros((2, 2, 3), np.uint8)
+    raw = torch.tensor([[[2.0, 3.0], [4.0, 6.0]], [[5.0, 5.0], [5.0, 5.0]]])
+    maps = lambda x: [raw[None]]  # noqa: E731  (grid = image: the upsampling is the identity)
+    args = (image, 2, [1.0], False, (0.5,) * 3, (0.5,) * 3, "cpu", maps)
+    # (x - min) / (max - min); a constant map carries no location: 0
+    np.testing.assert_allclose(scale_sum(*args, normalise="minmax"),
+                               [[[0.0, 0.25], [0.5, 1.0]], [[0.0, 0.0], [0.0, 0.0]]])
+    np.testing.assert_allclose(scale_sum(*args), [[[1 / 3, 0.5], [2 / 3, 1.0]], [[1.0, 1.0], [1.0, 1.0]]])
+    with pytest.raises(ValueError, match="normalise 'range' is unknown"):
+        scale_sum(*args, normalise="range")
 
 
 @pytest.mark.parametrize("method", ["getam", "attnfusion"])
