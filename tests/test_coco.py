@@ -194,13 +194,6 @@ def test_the_dag_on_a_coco_format_fixture_runs_and_scores_the_seeds_as_on_its_vo
     assert not list(res.rglob("*.partial"))
 
 
-def test_the_coco_dag_benchmark_runs_in_quick_mode():
-    run = subprocess.run([sys.executable, str(REPO / "benchmarks/bench_coco_dag.py"), "--quick"],
-                         capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stdout + run.stderr
-    assert "shards=16" in run.stdout and "target:" in run.stdout
-
-
 def test_a_missing_or_incomplete_coco_root_stops_the_dry_run_naming_the_layout_and_file(tmp_path):
     from coco_fixture import listed_coco
 
