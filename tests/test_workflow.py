@@ -155,7 +155,7 @@ def test_export_rule_writes_one_palette_png_per_image(fixture_run, tiny_voc):
     for artifact, split in (("pseudo/cam", "train"), ("pred/full", "val")):
         folder = fixture_run / "results/voc" / artifact
         ids = (tiny_voc / f"ImageSets/Segmentation/{split}.txt").read_text().split()
-        assert sorted(p.stem for p in folder.iterdir()) == sorted(ids)
+        assert sorted(p.stem for p in folder.glob("*.png")) == sorted(ids)
         with h5py.File(fixture_run / f"results/voc/{artifact}.h5", "r") as labels:
             for image_id in ids:
                 with Image.open(folder / f"{image_id}.png") as png:

@@ -275,6 +275,7 @@ class COCODataset:
     label_vector), so no stage knows the dataset kind."""
 
     def __init__(self, cache, classes: list[str], split: str):
+        self.root = Path(cache)             # where its index and masks live (the images: see the index)
         self.index_file = index_path(cache, split)
         self.masks_file = masks_path(cache, split)
         self.classes = list(classes)
@@ -313,8 +314,8 @@ class COCODataset:
     def annotation_path(self, image_id: str) -> Path:
         return self._annotations    # one file holds every image's annotations
 
-    def mask_path(self, image_id: str) -> str:
-        return f"{self.masks_file}[{image_id}]"
+    def mask_path(self, image_id: str) -> Path:
+        return self.masks_file      # one artifact holds every image's mask
 
     def check(self, masks: bool) -> None:
         """The images on disk and, where masks are read, the mask artifact holding every image."""
