@@ -29,7 +29,7 @@ from pipeline.pamr import pamr  # noqa: E402
 from pipeline.refine import refine  # noqa: E402
 from pipeline.store import ArtifactReader, ArtifactWriter  # noqa: E402
 
-CLASSES = ["background", "ruby", "jade", "amber", "cobalt", "violet"]
+CLASSES = ["background", *demo.LOOKS]
 CFG = config.load(Path(__file__).resolve().parents[1] / "config.yaml")["refine"] | {"steps": ["crf"]}
 
 
