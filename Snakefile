@@ -544,7 +544,7 @@ rule report:
             [f"classifier={input.classifier}"] + [f"affinity={f}" for f in input.affinity]
             + [f"segnet_weak={input.segnet}", f"segnet_full={input.segnet_full}"]),
         rw=lambda wc, input: f"--rw {input.rw}" if input.rw else "",
-        anchors=lambda wc: "--voc-anchors" if ds(wc.dataset)["kind"] == "voc" else "",
+        anchors=lambda wc: "--voc-anchors" if ds(wc.dataset)["kind"] in ("voc", "demo") else "",
         samples=lambda wc: cfgmod.stage_config(config, wc.dataset, "report")["samples"],
     log:
         "results/{dataset}/logs/report.log",
