@@ -31,17 +31,23 @@ def _infer(crf, image: np.ndarray, p: dict, k: int, h: int, w: int) -> np.ndarra
     return np.asarray(crf.inference(p["iterations"]), np.float32).reshape(k, h, w)
 
 
+def softmax_unary(probs: np.ndarray) -> np.ndarray:
+    """probs (K, H, W) -> unary energies (K, H * W) float32: -log of the scores clipped to [1e-5, 1],
+    as pydensecrf's unary_from_softmax (the reference); a score above 1 costs as much as 1."""
+    k = probs.shape[0]
+    return -np.log(np.clip(probs.reshape(k, -1), 1e-5, 1.0)).astype(np.float32)
+
+
 def crf_softmax(image: np.ndarray, probs: np.ndarray, params: dict | None = None) -> np.ndarray:
     """image uint8 (H, W, 3), probs (K, H, W) non-negative scores -> refined (K, H, W) marginals.
-    Scores need not sum to 1 (the CAM-derived stacks do not); they are clipped away from 0."""
+    Scores need not sum to 1 (the CAM-derived stacks do not); the unary clips them to [1e-5, 1]."""
     p = {**SOFTMAX_DEFAULTS, **(params or {})}
     if probs.ndim != 3:
         raise ValueError(f"CRF scores must be (K, H, W), got shape {probs.shape}")
     _check_image(image, probs.shape[1:])
     k, h, w = probs.shape
     crf = dcrf.DenseCRF2D(w, h, k)
-    unary = -np.log(np.clip(probs.reshape(k, -1), 1e-5, None)).astype(np.float32)
-    crf.setUnaryEnergy(np.ascontiguousarray(unary))
+    crf.setUnaryEnergy(np.ascontiguousarray(softmax_unary(probs)))
     return _infer(crf, image, p, k, h, w)
 
 

@@ -5,12 +5,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data.transforms import resize, to_tensor
+from .data.transforms import rescale_bicubic, to_tensor
 
 
 def scale_sum(image: np.ndarray, k: int, scales, flip: bool, mean, std, device, layer_maps,
               unit_layers: bool = False) -> np.ndarray:
-    """The multi-scale + flip protocol shared by every method: layer_maps(x) gives, per layer,
+    """The multi-scale + flip protocol shared by every method: the image is rescaled bicubically
+    (rescale_bicubic, as psa and IRN) to each scale; layer_maps(x) gives, per layer,
     maps (B, K, h, w) for the batch [image, flipped image]; each is flipped back, upsampled to
     the image and added (scaled to max 1 first when unit_layers); the sum is scaled per class
     to max 1. Returns float32 (K, H, W)."""
@@ -19,7 +20,7 @@ def scale_sum(image: np.ndarray, k: int, scales, flip: bool, mean, std, device, 
     if k == 0:
         return total.numpy()
     for scale in scales:
-        x = to_tensor(resize(image, scale), mean, std)[None]
+        x = to_tensor(rescale_bicubic(image, scale), mean, std)[None]
         if flip:
             x = torch.cat([x, x.flip(-1)])
         for maps in layer_maps(x.to(device)):

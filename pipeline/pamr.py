@@ -6,9 +6,10 @@ neighbours N(i) in all (edge pixels repeat the border). Its affinity to neighbou
     k_ij = -mean_c |I_ic - I_jc| / (temperature * sigma_ic + 1e-8),
     alpha_ij = softmax_j over N(i) of k_ij,
 
-sigma_ic being the standard deviation of colour c over the neighbour set N(i): a colour step
-counts relative to the local contrast, so weak edges in flat areas still stop the masks. The
-masks are then averaged `iterations` times: m_i <- sum_j alpha_ij m_j.
+sigma_ic being the standard deviation of colour c over the 3x3 window at every dilation, the
+centre pixel included once per dilation (9 x len(dilations) values, as 1-stage-wseg's
+LocalStDev): a colour step counts relative to the local contrast, so weak edges in flat areas
+still stop the masks. The masks are then averaged `iterations` times: m_i <- sum_j alpha_ij m_j.
 """
 from __future__ import annotations
 
@@ -35,7 +36,9 @@ def neighbours(x: torch.Tensor, dilations) -> torch.Tensor:
 def pamr_weights(image: torch.Tensor, dilations, temperature: float) -> torch.Tensor:
     """image (B, 3, H, W) float -> alpha (B, 1, N, H, W), summing to 1 over the N neighbours."""
     ring = neighbours(image, dilations)
-    sigma = ring.std(2, keepdim=True)
+    # the 3x3 window of each dilation holds the centre too: the reference's sigma counts it once per dilation
+    centre = image[:, :, None].expand(-1, -1, len(dilations), -1, -1)
+    sigma = torch.cat([ring, centre], 2).std(2, keepdim=True)
     logits = -((ring - image[:, :, None]).abs() / (temperature * sigma + 1e-8)).mean(1, keepdim=True)
     return logits.softmax(2)
 

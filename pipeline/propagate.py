@@ -33,8 +33,7 @@ def propagate_image(model: AffinityNet, image: np.ndarray, cams: np.ndarray, mea
     features = model(x[None].to(device))[0]
     stack = torch.from_numpy(np.concatenate([background_score(cams, cfg["alpha"])[None], cams]).astype(np.float32))
     stack = F.pad(stack, (0, pad_w, 0, pad_h))
-    stack[0, h:, :] = 1.0   # the padding is background
-    stack[0, :, w:] = 1.0
+    # every channel, background included, is padded with 0, as psa's infer_aff
     grid_maps = F.avg_pool2d(stack[None], s)[0].to(device, torch.float64)
     # in float32, 256 steps accumulate rounding to ~1e-5; float64 is cheap at grid sizes
     offsets, weights = transition_weights(features.double(), cfg["radius"], cfg["beta"])

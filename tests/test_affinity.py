@@ -9,6 +9,7 @@ from pipeline import affinity_labels as al
 from pipeline.affinity_labels import IGNORE, confident_label, label_grid, pair_classes
 from pipeline.data.transforms import random_scale_flip_crop
 from pipeline.models.affinity_net import AffinityNet, load_affinity_net, save_affinity_net
+from pipeline.propagate import propagate_image
 from pipeline.random_walk import disk_offsets, half_offsets, random_walk, transition_weights
 from pipeline.train_affinity import EPS, affinity_loss
 
@@ -63,6 +64,50 @@ def test_walk_keeps_a_constant_map_and_is_blocked_by_zero_affinity():
     walked = random_walk(left, offsets, weights, 64)
     assert walked[0, :, 4:].abs().max() == 0
     assert torch.allclose(walked[0, :, :4], torch.full((4, 4), walked[0, :, :4].mean()), atol=1e-3)
+
+
+class PooledColour(torch.nn.Module):
+    """A stand-in AffinityNet: features = 3 x the image average-pooled by the stride."""
+    stride = 4
+
+    def forward(self, x):
+        return torch.nn.functional.avg_pool2d(x, self.stride) * 3
+
+
+def naive_propagate(image, cams, mean, std, cfg, bg_pad):
+    """psa's infer_aff step by step: pad the image (zeros after normalising) and the maps
+    [(1 - max CAM)^alpha, CAMs] to a multiple of the stride (every channel with 0; with bg_pad=1,
+    the background channel with 1, this pipeline's padding before issue 15), average-pool each
+    stride x stride block by hand, walk with the dense matrix, upsample bilinearly, crop."""
+    s, (h, w) = PooledColour.stride, image.shape[:2]
+    H, W = -(-h // s) * s, -(-w // s) * s
+    x = np.zeros((3, H, W))
+    x[:, :h, :w] = ((image / 255.0 - mean) / std).transpose(2, 0, 1)
+    features = PooledColour()(torch.from_numpy(x)[None])[0]
+    maps = np.zeros((1 + len(cams), H, W))
+    maps[0] = bg_pad
+    maps[0, :h, :w] = (1 - cams.max(0)) ** cfg["alpha"]
+    maps[1:, :h, :w] = cams
+    grid = np.zeros((len(maps), H // s, W // s))
+    for gy in range(H // s):
+        for gx in range(W // s):
+            grid[:, gy, gx] = maps[:, gy * s:(gy + 1) * s, gx * s:(gx + 1) * s].mean((1, 2))
+    walked = dense_walk(features, cfg["radius"], cfg["beta"], torch.from_numpy(grid), 2 ** cfg["logt"])
+    up = torch.nn.functional.interpolate(walked[None], size=(H, W), mode="bilinear", align_corners=False)[0]
+    return up[:, :h, :w].numpy()
+
+
+def test_propagation_pads_every_channel_with_zero_as_psa():
+    rng = np.random.default_rng(4)
+    image = rng.integers(0, 256, (10, 13, 3)).astype(np.uint8)      # 2 x 3 pixels of padding
+    cams = rng.random((2, 10, 13)).astype(np.float32)
+    mean, std = np.array([0.4, 0.5, 0.6]), np.array([0.2, 0.25, 0.3])
+    cfg = {"radius": 3, "beta": 8, "logt": 3, "alpha": 4}
+    got = propagate_image(PooledColour(), image, cams, mean.tolist(), std.tolist(), "cpu", cfg)
+    assert got.shape == (3, 10, 13)
+    np.testing.assert_allclose(got, naive_propagate(image, cams, mean, std, cfg, bg_pad=0.0), atol=1e-5)
+    # a background padded with 1 is measurably different here, so the check above can fail
+    assert np.abs(got - naive_propagate(image, cams, mean, std, cfg, bg_pad=1.0)).max() > 1e-2
 
 
 def _identity_crf(image, probs, params=None):

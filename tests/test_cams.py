@@ -183,3 +183,59 @@ def test_tap_on_a_hand_computed_channel():
     # above tau: 1.0, 2.0, 0.3 -> (1.0 + 2.0 + 0.3) / 3 = 1.1
     torch.testing.assert_close(thresholded_average_pool(f), torch.tensor([[1.1]]))
     assert float(thresholded_average_pool(torch.zeros(1, 1, 2, 2))) == 0.0
+
+
+from pipeline.data.transforms import rescale_bicubic, resize, to_tensor  # noqa: E402
+from pipeline.multiscale import scale_sum  # noqa: E402
+
+
+def naive_pil_bicubic(image, scale):
+    """PIL's bicubic resize (a = -0.5) written out: per axis, output pixel o samples around
+    centre (o + 0.5) * in / out, the kernel widened by in / out when shrinking (antialiasing),
+    taps clipped to the image and the weights renormalised; the horizontal pass first, each
+    pass rounded to uint8. Size: round(w * scale) x round(h * scale), as psa."""
+    def cubic(t):
+        t, a = abs(t), -0.5
+        if t < 1:
+            return ((a + 2) * t - (a + 3)) * t * t + 1
+        return (((t - 5) * t + 8) * t - 4) * a if t < 2 else 0.0
+
+    def one_axis(x, n_out):                       # x (n_in, ...) -> (n_out, ...)
+        n_in = x.shape[0]
+        ratio = n_in / n_out
+        stretch = max(ratio, 1.0)
+        support = 2.0 * stretch
+        out = np.zeros((n_out,) + x.shape[1:])
+        for o in range(n_out):
+            centre = (o + 0.5) * ratio
+            lo, hi = max(int(centre - support + 0.5), 0), min(int(centre + support + 0.5), n_in)
+            taps = [cubic((i - centre + 0.5) / stretch) for i in range(lo, hi)]
+            out[o] = sum(t * x[i] for t, i in zip(taps, range(lo, hi))) / sum(taps)
+        return np.clip(np.floor(out + 0.5), 0, 255)
+
+    h, w = image.shape[:2]
+    wide = one_axis(image.astype(np.float64).transpose(1, 0, 2), round(w * scale)).transpose(1, 0, 2)
+    return one_axis(wide, round(h * scale)).astype(np.uint8)
+
+
+@pytest.mark.parametrize("scale", [0.5, 1.0, 1.5, 2.0])
+def test_cam_scales_rescale_the_image_bicubically_as_psa(scale):
+    image = np.random.default_rng(5).integers(0, 256, size=(11, 14, 3)).astype(np.uint8)
+    expected = naive_pil_bicubic(image, scale)
+    got = rescale_bicubic(image, scale)
+    assert got.shape == expected.shape == (round(11 * scale), round(14 * scale), 3)
+    # PIL computes in fixed point: a grey level off by one where a value lies at .5
+    assert np.abs(got.astype(int) - expected).max() <= 1
+    if scale != 1.0:   # cv2's bilinear (no antialiasing) is far off, so the check above can fail
+        assert np.abs(resize(image, scale).astype(int) - expected).max() > 20
+    # and the CAM path feeds the network exactly that image, and its mirror image
+    mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
+    seen = []
+
+    def record(x):
+        seen.append(x)
+        return [x[:, :1]]
+
+    scale_sum(image, 1, [scale], True, mean, std, "cpu", record)
+    want = to_tensor(expected, mean, std)
+    assert torch.allclose(seen[0][0], want, atol=1.01 / 255 / 0.2) and torch.equal(seen[0][1], seen[0][0].flip(-1))

@@ -3,7 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.crf import crf_labels, crf_softmax
+import pydensecrf.densecrf as dcrf
+
+from pipeline.crf import crf_labels, crf_softmax, softmax_unary
 from pipeline.pamr import pamr
 from pipeline.refine import IGNORE, active_steps, load_saliency, refine_image, saliency_complete, with_background
 
@@ -32,6 +34,38 @@ def test_softmax_crf_recovers_the_region_edge_from_a_noisy_unary():
     assert np.allclose(crf_softmax(image, noisy).sum(0), 1, atol=1e-4)
 
 
+def test_softmax_unary_clips_scores_to_the_unit_interval_by_hand():
+    probs = np.array([2.0, 1.0, 0.5, 0.0, 1e-7], np.float32).reshape(5, 1, 1)
+    expected = [0.0, 0.0, np.log(2.0), np.log(1e5), np.log(1e5)]    # -log(clip(p, 1e-5, 1))
+    np.testing.assert_allclose(softmax_unary(probs)[:, 0], expected, rtol=1e-6, atol=1e-7)
+
+
+def naive_softmax_crf(image, probs, upper):
+    """The reference unary (-log of the scores clipped to [1e-5, upper]) through pydensecrf with the
+    softmax-mode defaults written out: Gaussian(3, 3), Bilateral(80, 13, 10), 10 iterations."""
+    k, h, w = probs.shape
+    unary = np.zeros((k, h * w), np.float32)
+    for c in range(k):
+        for i, p in enumerate(probs[c].ravel()):
+            unary[c, i] = -np.log(min(max(float(p), 1e-5), upper))
+    crf = dcrf.DenseCRF2D(w, h, k)
+    crf.setUnaryEnergy(unary)
+    crf.addPairwiseGaussian(sxy=3, compat=3)
+    crf.addPairwiseBilateral(sxy=80, srgb=13, rgbim=np.ascontiguousarray(image), compat=10)
+    return np.asarray(crf.inference(10), np.float32).reshape(k, h, w)
+
+
+def test_softmax_crf_clips_scores_above_one_as_the_reference():
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (20, 30, 3)).astype(np.uint8)
+    # scores above 1 on both classes: the reference treats 1.3 and 2.5 alike (energy 0)
+    probs = rng.uniform(0.0, 2.5, (2, 20, 30)).astype(np.float32)
+    got = crf_softmax(image, probs)
+    np.testing.assert_allclose(got, naive_softmax_crf(image, probs, 1.0), atol=1e-5)
+    # without the upper clip the marginals differ, so the check above can fail
+    assert np.abs(got - naive_softmax_crf(image, probs, np.inf)).max() > 0.1
+
+
 def test_label_crf_recovers_the_region_edge_from_noisy_labels():
     image, truth = two_regions()
     rng = np.random.default_rng(1)
@@ -52,17 +86,24 @@ def test_crf_refuses_a_label_outside_its_labels():
         crf_softmax(image, np.ones((2, 10, 10), np.float32))
 
 
-def naive_pamr(image, masks, iterations, dilations, temperature):
-    """PAMR pixel by pixel: ring neighbours with border replication, std over the ring."""
+def naive_pamr(image, masks, iterations, dilations, temperature, centre_in_std=True):
+    """PAMR pixel by pixel, as 1-stage-wseg defines it: ring neighbours with border replication;
+    sigma over the 3x3 window of every dilation, centre included once per dilation (with
+    centre_in_std=False, over the ring only: this pipeline's formula before issue 15)."""
     I, M = image.astype(np.float64), masks.astype(np.float64)
     _, h, w = I.shape
+
+    def at(y, x):
+        return I[:, min(max(y, 0), h - 1), min(max(x, 0), w - 1)]
+
+    window = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)] if centre_in_std else RING
     weights = {}
     for y in range(h):
         for x in range(w):
             near = [(min(max(y + dy * d, 0), h - 1), min(max(x + dx * d, 0), w - 1))
                     for d in dilations for dy, dx in RING]
             values = np.array([I[:, j, i] for j, i in near])
-            sigma = values.std(0, ddof=1)
+            sigma = np.array([at(y + dy * d, x + dx * d) for d in dilations for dy, dx in window]).std(0, ddof=1)
             k = np.array([-(np.abs(I[:, y, x] - v) / (temperature * sigma + 1e-8)).mean() for v in values])
             e = np.exp(k - k.max())
             weights[y, x] = (near, e / e.sum())
@@ -75,12 +116,14 @@ def naive_pamr(image, masks, iterations, dilations, temperature):
     return M
 
 
-def test_pamr_matches_a_naive_loop():
+def test_pamr_matches_a_naive_loop_with_the_centre_in_the_local_std():
     rng = np.random.default_rng(2)
     image = rng.random((3, 9, 11)).astype(np.float32)
     masks = rng.random((2, 9, 11)).astype(np.float32)
     out = pamr(torch.from_numpy(image)[None], torch.from_numpy(masks)[None], 3, [1, 2, 4], 0.1)[0].numpy()
     assert np.abs(out - naive_pamr(image, masks, 3, [1, 2, 4], 0.1)).max() < 1e-5
+    # the ring-only sigma is measurably different on this input, so the check above can fail
+    assert np.abs(out - naive_pamr(image, masks, 3, [1, 2, 4], 0.1, centre_in_std=False)).max() > 1e-3
 
 
 def test_pamr_keeps_masks_inside_a_colour_region():

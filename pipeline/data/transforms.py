@@ -4,6 +4,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import torch
+from PIL import Image
 
 
 def to_tensor(image: np.ndarray, mean, std) -> torch.Tensor:
@@ -12,10 +13,23 @@ def to_tensor(image: np.ndarray, mean, std) -> torch.Tensor:
     return (x - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
 
 
-def resize(image: np.ndarray, scale: float) -> np.ndarray:
+def scaled_size(image: np.ndarray, scale: float) -> tuple[int, int]:
+    """(width, height) of the image rescaled by scale, rounded, at least 1 pixel."""
     h, w = image.shape[:2]
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
+    return max(1, round(w * scale)), max(1, round(h * scale))
+
+
+def resize(image: np.ndarray, scale: float) -> np.ndarray:
+    """Bilinear rescale without antialiasing (training augmentation, segmentation test scales)."""
+    return cv2.resize(image, scaled_size(image, scale), interpolation=cv2.INTER_LINEAR)
+
+
+def rescale_bicubic(image: np.ndarray, scale: float) -> np.ndarray:
+    """RGB uint8 (H, W, 3) rescaled by PIL's bicubic filter, the CAM scales of psa and IRN. PIL
+    widens the filter when shrinking (antialiasing), so scale 0.5 averages 8 x 8 pixels where
+    cv2's INTER_LINEAR samples 2 x 2."""
+    resized = Image.fromarray(np.ascontiguousarray(image)).resize(scaled_size(image, scale), Image.Resampling.BICUBIC)
+    return np.array(resized)   # writable, unlike np.asarray of a PIL image
 
 
 def random_scale_flip_crop(image: np.ndarray, rng: np.random.Generator, scale_range, crop: int,
