@@ -33,7 +33,7 @@ from pipeline.store import ArtifactReader, ArtifactWriter  # noqa: E402
 
 import torch  # noqa: E402  (after pipeline, which sets OpenMP's policy before torch loads)
 
-CLASSES = ["background", "ruby", "jade", "amber", "cobalt", "violet"]
+CLASSES = ["background", *demo.LOOKS]
 CFG = config.load(Path(__file__).resolve().parents[1] / "config.yaml")["refine"] | {"steps": ["crf"]}
 TARGET = 1.5
 

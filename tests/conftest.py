@@ -6,7 +6,7 @@ from benchmarks._voc_layout import listed_voc  # noqa: F401  (tests import it fr
 from pipeline.data import demo
 
 REPO = Path(__file__).resolve().parents[1]
-DEMO_CLASSES = ["background", "ruby", "jade", "amber", "cobalt", "violet"]
+DEMO_CLASSES = ["background", "fox", "lynx", "frog", "newt", "tram", "barge"]
 TINY = dict(seed=7, n_train=10, n_val=6, min_size=64, max_size=80)
 
 

@@ -115,3 +115,65 @@ def test_a_repeated_id_and_an_object_without_a_box_are_named(tmp_path, tiny_voc)
     voc = VOCDataset(root, DEMO_CLASSES, "val")   # (the train list now repeats an id)
     with pytest.raises(DatasetError, match=r"train_0002.xml: object '\w+' has no readable <bndbox>"):
         voc.boxes("train_0002")
+
+
+def _scenes(count, seed=TINY["seed"]):
+    return [demo.render(seed, "train", i, DEMO_CLASSES, TINY["min_size"], TINY["max_size"]) for i in range(count)]
+
+
+def _mean_colours(scenes, masks_of):
+    """Per class: the mean RGB of each drawn region masks_of(scene) returns, one row per region."""
+    colours = {c: [] for c in range(1, len(DEMO_CLASSES))}
+    for scene in scenes:
+        for cls, mask in masks_of(scene):
+            if mask.sum() >= 20:
+                colours[cls].append(scene.image[mask].astype(float).mean(0))
+    return {c: np.array(rows) for c, rows in colours.items()}
+
+
+def test_bodies_carry_their_class_colour_and_twins_look_alike():
+    scenes = _scenes(150)
+    bodies = _mean_colours(scenes, lambda s: s.bodies)
+    assert all(len(rows) >= 10 for rows in bodies.values())
+    centre = {c: rows.mean(0) for c, rows in bodies.items()}
+    spread = {c: np.linalg.norm(rows - centre[c], axis=1).mean() for c, rows in bodies.items()}
+    for c in bodies:
+        others = {d: np.linalg.norm(centre[c] - centre[d]) for d in bodies if d != c}
+        # class evidence: a body's colour sits closer to its class than the classes sit to each other
+        assert np.mean(list(others.values())) > 2 * spread[c], DEMO_CLASSES[c]
+        # look-alike pairs (classes 1-2, 3-4, 5-6): the twin is the nearest class, nearer than any other pair
+        twin = c + 1 if c % 2 else c - 1
+        assert min(others, key=others.get) == twin
+        assert others[twin] < 0.5 * min(v for d, v in others.items() if d != twin)
+
+
+def test_the_part_tells_twins_apart_better_than_the_body():
+    scenes = _scenes(150)
+
+    def parts(scene):   # an object's visible region minus its body
+        for cls in {c for c, _ in scene.objects}:
+            whole = np.any([m for c, m in scene.objects if c == cls], axis=0)
+            body = np.any([m for c, m in scene.bodies if c == cls] or [np.zeros_like(whole)], axis=0)
+            yield cls, whole & ~body
+
+    body = {c: rows.mean(0) for c, rows in _mean_colours(scenes, lambda s: s.bodies).items()}
+    part = {c: rows.mean(0) for c, rows in _mean_colours(scenes, parts).items()}
+    for c in (1, 3, 5):
+        assert np.linalg.norm(part[c] - part[c + 1]) > 3 * np.linalg.norm(body[c] - body[c + 1])
+
+
+def test_distractors_are_rare_and_not_in_a_class_colour():
+    scenes = _scenes(300)
+    with_distractor = [s for s in scenes if s.distractors]
+    assert 0 < len(with_distractor) <= 0.1 * len(scenes)   # at most about 1 image in 10
+    for scene in with_distractor:
+        for mask in scene.distractors:
+            assert not scene.label[mask & (scene.label != 255)].any()   # background in the ground truth
+    bodies = _mean_colours(scenes, lambda s: s.bodies)
+    centre = {c: rows.mean(0) for c, rows in bodies.items()}
+    spread = max(np.linalg.norm(rows - centre[c], axis=1).mean() for c, rows in bodies.items())
+    for scene in with_distractor:
+        for mask in scene.distractors:
+            if mask.sum() >= 20:
+                colour = scene.image[mask].astype(float).mean(0)
+                assert min(np.linalg.norm(colour - m) for m in centre.values()) > 2 * spread

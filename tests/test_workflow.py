@@ -71,6 +71,14 @@ def test_the_demo_cam_chain_file_swaps_the_chain_and_keeps_the_demo_settings(tmp
                and c["optimizer"] == "adamw" for c in seg)
 
 
+
+def test_the_demo_report_shows_the_published_voc_ladder_beside_its_own(tmp_path):
+    """The demo stands in for VOC, so its report gets the PSA/IRN anchors as VOC's does."""
+    run = snakemake("-n", "-p", "--cores", "2", "--", "results/demo/report.html", cwd=tmp_path, timeout=120)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    report = [line for line in run.stdout.splitlines() if "python -m stages.report" in line]
+    assert len(report) == 1 and "--voc-anchors" in report[0]
+
 @pytest.fixture(scope="module")
 def fixture_run(tmp_path_factory, tiny_voc):
     """The whole DAG, report included, on the tiny VOC-format dataset (run once for this module)."""

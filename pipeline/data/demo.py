@@ -1,49 +1,65 @@
-"""A small VOC-format dataset that is hard in the ways real WSSS is hard.
+"""A small VOC-format dataset that is hard in the ways PASCAL VOC is hard.
 
-Every object is a textured body whose appearance is shared by all classes, plus a small
-coloured part (its "head") that alone decides the class. A classifier therefore learns the
-part, and its CAM covers the part but not the body: the partial-coverage problem WSSS
-methods exist to solve. Images hold several objects of one to three classes at varied
-scales, on textured, cluttered backgrounds with headless bodies (background) and context
-that co-occurs with some classes (water with cobalt, grass with jade).
+Every object has a body and a small part. The body carries class evidence, as a cat's fur
+does: its own colour family, texture and outline, varied from object to object. The part (a
+bright shape, as a face) is the most discriminative region. Classes come in look-alike pairs
+(as cat/dog, cow/sheep, bus/train) whose bodies differ only slightly, so a classifier needs the
+part to tell the twins apart: its CAM peaks on the part and fades over the body, and the
+methods that grow seeds along appearance (affinity, random walk, PAMR, CRF) have a body to grow
+into. Images hold several objects of one to three classes at varied scales and aspects, with
+occlusion, on textured, cluttered backgrounds with context that co-occurs with some classes
+(water with one, grass with another). Shapes that resemble a body without being one
+(distractors) are rare and never drawn in a class's colours.
 
 Generation is a pure function of (seed, split, index), so the same seed writes byte-identical
 files and any image can be regenerated on its own.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 from PIL import Image
 
-# Foreground classes, in config order after 'background': part colour (RGB) and part shape.
-PARTS = {
-    "ruby": ((215, 25, 45), "circle"),
-    "jade": ((20, 175, 95), "triangle"),
-    "amber": ((245, 175, 15), "square"),
-    "cobalt": ((35, 75, 225), "diamond"),
-    "violet": ((160, 40, 205), "cross"),
+from .palette import save_label_png
+
+
+@dataclass(frozen=True)
+class Look:
+    """How one class looks: the body shared (nearly) with its twin, the part its own."""
+    body_rgb: tuple[float, float, float]   # mean body colour; each object jitters around it
+    texture: str                           # fur | spots | stripes
+    squareness: float                      # outline exponent: 2 = ellipse, larger = boxier
+    part_rgb: tuple[int, int, int]
+    part_shape: str                        # circle | square | triangle | diamond | cross | ring
+
+
+# Three look-alike pairs, in config order after 'background'. Twins share texture and outline
+# and differ by a small shift of the body colour (less than an object's own jitter).
+LOOKS = {
+    "fox": Look((170, 100, 50), "fur", 2.0, (245, 245, 240), "circle"),
+    "lynx": Look((180, 120, 60), "fur", 2.0, (20, 20, 25), "triangle"),
+    "frog": Look((80, 140, 70), "spots", 3.0, (235, 30, 40), "diamond"),
+    "newt": Look((100, 150, 60), "spots", 3.0, (250, 200, 0), "square"),
+    "tram": Look((70, 85, 165), "stripes", 5.0, (0, 230, 230), "cross"),
+    "barge": Look((100, 80, 160), "stripes", 5.0, (255, 110, 200), "ring"),
 }
-CONTEXT = {"cobalt": "water", "jade": "grass"}   # scene context that co-occurs with a class
-CONTEXT_WITH, CONTEXT_WITHOUT = 0.8, 0.1         # P(context | class present), P(context | absent)
+CONTEXT = {"barge": "water", "newt": "grass"}    # scene context that co-occurs with a class
+CONTEXT_WITH, CONTEXT_WITHOUT = 0.7, 0.1         # P(context | class present), P(context | absent)
+BODY_JITTER = 16                                 # per-object shift of the body colour (per channel, uniform +-)
+DISTRACTOR_RATE = 0.08                           # P(an image holds one body-like background shape)
 BORDER = 1                                       # erode/dilate radius of the 255 band at object edges
 
 
-def voc_palette() -> list[int]:
-    """The standard VOC colour map (bit-interleaved class index), flattened for PIL."""
-    palette = []
-    for i in range(256):
-        r = g = b = 0
-        c = i
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        palette += [r, g, b]
-    return palette
+@dataclass
+class Scene:
+    image: np.ndarray          # H x W x 3 uint8
+    label: np.ndarray          # H x W uint8, 255 band at object edges
+    objects: list              # [(class_id, visible mask)] of the labelled objects
+    bodies: list               # [(class_id, visible body mask without the part)]
+    distractors: list          # visible masks of body-like background shapes (label 0)
 
 
 def _smooth_noise(rng, h, w, cells, channels=1):
@@ -53,10 +69,14 @@ def _smooth_noise(rng, h, w, cells, channels=1):
     return out.reshape(h, w, channels)
 
 
+def _muted_colour(rng):
+    """Low-saturation colours: the background's palette, away from every class's body colour."""
+    grey = rng.uniform(50, 210)
+    return tuple(float(np.clip(grey + rng.uniform(-30, 30), 0, 255)) for _ in range(3))
+
+
 def _background(rng, h, w):
-    base = rng.uniform(70, 190, size=3)
-    tint = rng.uniform(-30, 30, size=3)
-    img = base + tint * (_smooth_noise(rng, h, w, 3, 3) - 0.5) * 2
+    img = np.array(_muted_colour(rng)) + rng.uniform(-30, 30, size=3) * (_smooth_noise(rng, h, w, 3, 3) - 0.5) * 2
     # oriented grating + fine grain: texture a CAM must learn to ignore
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     theta, period = rng.uniform(0, np.pi), rng.uniform(5, 14)
@@ -64,11 +84,6 @@ def _background(rng, h, w):
     img += rng.uniform(6, 18) * grating[..., None]
     img += rng.normal(0, 7, size=(h, w, 1))
     return img
-
-
-def _muted_colour(rng):
-    grey = rng.uniform(50, 210)
-    return tuple(float(np.clip(grey + rng.uniform(-35, 35), 0, 255)) for _ in range(3))
 
 
 def _clutter(rng, img, count):
@@ -102,19 +117,45 @@ def _context(rng, img, kind):
     img[top:] = band
 
 
-def _body_texture(rng, h, w):
-    """Shared by every class, so the body never tells which class an object is."""
-    base = rng.uniform(95, 165) + rng.uniform(-20, 20, size=3)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    theta, period = rng.uniform(0, np.pi), rng.uniform(4, 9)
-    stripes = np.sign(np.sin((xx * np.cos(theta) + yy * np.sin(theta)) * 2 * np.pi / period))
-    return base + 22 * stripes[..., None] + 10 * (_smooth_noise(rng, h, w, 6, 1) - 0.5)
+def _texture(rng, h, w, kind, rgb):
+    """A body's surface: its colour family with a texture of its kind, drawn anew per object."""
+    base = np.asarray(rgb, np.float32) + rng.uniform(-BODY_JITTER, BODY_JITTER, size=3)
+    grain = 8 * (_smooth_noise(rng, h, w, 12, 1) - 0.5) + rng.normal(0, 4, size=(h, w, 1))
+    if kind == "fur":       # soft patches of lighter and darker fur
+        pattern = 40 * (_smooth_noise(rng, h, w, 7, 1) - 0.5)
+    elif kind == "spots":   # dark blotches
+        pattern = -45 * (_smooth_noise(rng, h, w, 14, 1) > 0.62)
+    else:                   # stripes of varied direction and period
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        theta, period = rng.uniform(0, np.pi), rng.uniform(6, 11)
+        pattern = 22 * np.sign(np.sin((xx * np.cos(theta) + yy * np.sin(theta)) * 2 * np.pi / period))[..., None]
+    return base + pattern + grain
+
+
+def _outline(rng, h, w, squareness):
+    """A body's mask: a rotated superellipse with a wobbly rim; varied scale and aspect."""
+    side = min(h, w)
+    a = side * rng.uniform(0.25, 0.45)             # semi-major axis
+    b = a * rng.uniform(0.45, 0.75)
+    angle = rng.uniform(0, 2 * np.pi)
+    cx, cy = rng.uniform(0.15 * w, 0.85 * w), rng.uniform(0.15 * h, 0.85 * h)
+    t = np.linspace(0, 2 * np.pi, 72, endpoint=False)
+    wobble = 1 + 0.08 * np.sin(3 * t + rng.uniform(0, 2 * np.pi)) + 0.05 * np.sin(5 * t + rng.uniform(0, 2 * np.pi))
+    c, s = np.cos(t), np.sin(t)
+    x = a * wobble * np.sign(c) * np.abs(c) ** (2 / squareness)
+    y = b * wobble * np.sign(s) * np.abs(s) ** (2 / squareness)
+    pts = np.stack([cx + x * np.cos(angle) - y * np.sin(angle), cy + x * np.sin(angle) + y * np.cos(angle)], -1)
+    mask = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(mask, [np.round(pts).astype(np.int32)], 1)
+    return mask.astype(bool), (cx, cy, a, b, angle)
 
 
 def _draw_part(mask, shape, centre, r):
     cx, cy = centre
     if shape == "circle":
         cv2.circle(mask, (cx, cy), r, 1, -1)
+    elif shape == "ring":
+        cv2.circle(mask, (cx, cy), r, 1, max(2, r // 2))
     elif shape == "square":
         cv2.rectangle(mask, (cx - r, cy - r), (cx + r, cy + r), 1, -1)
     elif shape == "cross":
@@ -129,22 +170,20 @@ def _draw_part(mask, shape, centre, r):
         cv2.fillPoly(mask, [np.array(pts, np.int32)], 1)
 
 
-def _object_masks(rng, h, w, shape):
-    """Body and part masks of one object; shape None draws a headless body (background)."""
-    side = min(h, w)
-    a = side * rng.uniform(0.25, 0.42)           # semi-major axis: varied scale
-    b = a * rng.uniform(0.45, 0.7)
-    angle = rng.uniform(0, 360)
-    cx, cy = rng.uniform(0.15 * w, 0.85 * w), rng.uniform(0.15 * h, 0.85 * h)
-    body = np.zeros((h, w), np.uint8)
-    cv2.ellipse(body, (int(cx), int(cy)), (int(a), int(b)), angle, 0, 360, 1, -1)
-    part = np.zeros((h, w), np.uint8)
-    if shape is not None:
-        rad = np.deg2rad(angle)
-        # inside the body near one end, as a face is inside a person's outline
-        px, py = cx + 0.45 * a * np.cos(rad), cy + 0.45 * a * np.sin(rad)
-        _draw_part(part, shape, (int(px), int(py)), max(2, int(b * rng.uniform(0.4, 0.52))))
-    return body.astype(bool), part.astype(bool)
+def _part(rng, h, w, look, geometry):
+    """The part: inside the body near one end of its long axis, as a face is inside an outline."""
+    cx, cy, a, b, angle = geometry
+    end = 0.5 * a * (1 if rng.random() < 0.5 else -1)
+    mask = np.zeros((h, w), np.uint8)
+    r = max(2, int(b * rng.uniform(0.25, 0.36)))
+    _draw_part(mask, look.part_shape, (int(cx + end * np.cos(angle)), int(cy + end * np.sin(angle))), r)
+    return mask.astype(bool)
+
+
+def _distractor_colour(rng):
+    """A body-like shape's colour: saturated, but in none of the classes' colour families."""
+    teal, pink, olive_grey = (50, 150, 150), (190, 110, 150), (130, 125, 100)
+    return [teal, pink, olive_grey][int(rng.integers(3))]
 
 
 def _choose_classes(rng, names):
@@ -154,8 +193,8 @@ def _choose_classes(rng, names):
     return chosen + list(rng.choice(chosen, size=n_objects - k))
 
 
-def render(seed: int, split: str, index: int, classes: list[str], min_size: int, max_size: int):
-    """One image: RGB uint8, label map uint8 (255 band at edges), and objects [(class_id, mask)]."""
+def render(seed: int, split: str, index: int, classes: list[str], min_size: int, max_size: int) -> Scene:
+    """One image with its label map (255 band at edges), objects, bodies and distractors."""
     split_code = sum(ord(ch) * 31 ** i for i, ch in enumerate(split)) % (2 ** 31)
     rng = np.random.default_rng([seed, split_code, index])
     names = classes[1:]
@@ -171,29 +210,34 @@ def render(seed: int, split: str, index: int, classes: list[str], min_size: int,
 
     label = np.zeros((h, w), np.uint8)
     edges = np.zeros((h, w), bool)
-    drawn = []
-    headless = [None] * int(rng.integers(1, 3))  # bodies alone never mean a class
-    for cls in headless + objects:
-        shape = None if cls is None else PARTS[names[cls - 1]][1]
-        for _ in range(20):   # avoid hiding an earlier object (and its part) under a new one
-            body, part = _object_masks(rng, h, w, shape)
-            whole = body | part
-            if all((whole & m).sum() < 0.1 * m.sum() for _, m in drawn):
+    drawn, bodies = [], []                       # (class or None, mask still visible)
+    for cls in [None] * int(rng.random() < DISTRACTOR_RATE) + objects:
+        look = LOOKS[names[cls - 1]] if cls is not None else None
+        squareness = look.squareness if look else float(rng.choice([2.0, 3.0, 5.0]))
+        for _ in range(20):   # occlusion, but never hiding most of an earlier object (or its part)
+            body, geometry = _outline(rng, h, w, squareness)
+            if all((body & m).sum() < 0.25 * m.sum() for _, m in drawn):
                 break
-        img[body] = _body_texture(rng, h, w)[body]
-        if cls is not None:
-            img[part] = np.array(PARTS[names[cls - 1]][0], np.float32) + rng.normal(0, 8, size=(int(part.sum()), 3))
-        label[whole] = 0 if cls is None else cls
-        drawn = [(c, m & ~whole) for c, m in drawn] + [(cls, whole)]
-        if cls is not None:   # VOC bands object outlines only
-            kernel = np.ones((2 * BORDER + 1, 2 * BORDER + 1), np.uint8)
-            w8 = whole.astype(np.uint8)
-            edges |= cv2.dilate(w8, kernel) != cv2.erode(w8, kernel)
+        if look is None:
+            kind = ["fur", "spots", "stripes"][int(rng.integers(3))]
+            img[body] = _texture(rng, h, w, kind, _distractor_colour(rng))[body]
+            drawn.append((None, body))
+            continue
+        part = _part(rng, h, w, look, geometry) & body
+        img[body] = _texture(rng, h, w, look.texture, look.body_rgb)[body]
+        img[part] = np.array(look.part_rgb, np.float32) + rng.normal(0, 8, size=(int(part.sum()), 3))
+        label[body] = cls
+        drawn = [(c, m & ~body) for c, m in drawn] + [(cls, body)]
+        bodies = [(c, m & ~body) for c, m in bodies] + [(cls, body & ~part)]
+        kernel = np.ones((2 * BORDER + 1, 2 * BORDER + 1), np.uint8)
+        b8 = body.astype(np.uint8)
+        edges |= cv2.dilate(b8, kernel) != cv2.erode(b8, kernel)
     label[edges] = 255
 
     img = cv2.GaussianBlur(np.clip(img, 0, 255).astype(np.uint8), (3, 3), 0.6)
     visible = [(c, m) for c, m in drawn if c is not None and m.any()]
-    return img, label, visible
+    distractors = [m for c, m in drawn if c is None and m.any()]
+    return Scene(img, label, visible, [(c, m) for c, m in bodies if m.any()], distractors)
 
 
 def _annotation_xml(image_id, h, w, classes, objects):
@@ -212,23 +256,20 @@ def _annotation_xml(image_id, h, w, classes, objects):
 def generate(root: str | Path, classes: list[str], seed: int, n_train: int, n_val: int,
              min_size: int, max_size: int, progress=None) -> None:
     """Write the whole dataset in VOC layout under root (files are overwritten)."""
-    unknown = [c for c in classes[1:] if c not in PARTS]
+    unknown = [c for c in classes[1:] if c not in LOOKS]
     if unknown:
-        raise ValueError(f"demo classes {unknown} unknown; the demo generator draws {list(PARTS)}")
+        raise ValueError(f"demo classes {unknown} unknown; the demo generator draws {list(LOOKS)}")
     root = Path(root)
     for sub in ("JPEGImages", "Annotations", "SegmentationClass", "ImageSets/Segmentation"):
         (root / sub).mkdir(parents=True, exist_ok=True)
-    palette = voc_palette()
     jobs = [("train", i) for i in range(n_train)] + [("val", i) for i in range(n_val)]
     ids = {"train": [], "val": []}
     for split, i in (progress(jobs) if progress else jobs):
         image_id = f"{split}_{i:04d}"
-        img, label, objects = render(seed, split, i, classes, min_size, max_size)
-        Image.fromarray(img).save(root / "JPEGImages" / f"{image_id}.jpg", quality=92)
-        mask = Image.fromarray(label, mode="P")
-        mask.putpalette(palette)
-        mask.save(root / "SegmentationClass" / f"{image_id}.png")
-        xml = _annotation_xml(image_id, *label.shape, classes, objects)
+        scene = render(seed, split, i, classes, min_size, max_size)
+        Image.fromarray(scene.image).save(root / "JPEGImages" / f"{image_id}.jpg", quality=92)
+        save_label_png(scene.label, root / "SegmentationClass" / f"{image_id}.png")
+        xml = _annotation_xml(image_id, *scene.label.shape, classes, scene.objects)
         (root / "Annotations" / f"{image_id}.xml").write_text(xml)
         ids[split].append(image_id)
     for split, names in ids.items():
