@@ -106,12 +106,17 @@ def naive_mctformer_fusion(attns, cam, cls_blocks, refine_blocks=None):
     return out
 
 
-def test_attnfusion_matches_a_naive_mctformer_fusion():
-    rng = np.random.default_rng(1)
-    B, H, depth, (h, w), K = 2, 3, 4, (2, 3), 2
+def random_attention(seed: int, B: int, H: int, depth: int, h: int, w: int, K: int):
+    """depth blocks of softmax attention (B, H, 1 + h w, 1 + h w) and a patch CAM (B, K, h, w)."""
+    rng = np.random.default_rng(seed)
     N = 1 + h * w
     attns = [torch.softmax(torch.from_numpy(rng.normal(size=(B, H, N, N))), -1) for _ in range(depth)]
-    cam = torch.from_numpy(rng.random((B, K, h, w)))
+    return attns, torch.from_numpy(rng.random((B, K, h, w)))
+
+
+def test_attnfusion_matches_a_naive_mctformer_fusion():
+    B, K = 2, 2
+    attns, cam = random_attention(1, B, 3, 4, 2, 3, K)
     for cls_blocks in (1, 3):
         expected = naive_mctformer_fusion([a.numpy() for a in attns], cam.reshape(B, K, -1).numpy(), cls_blocks)
         got = attnfusion_map(attns, cam, cls_blocks)
@@ -134,13 +139,9 @@ def test_attnfusion_by_hand():
     torch.testing.assert_close(attnfusion_map([A0, A1], cam, 2), torch.tensor([[[[2.835, 5.55]]]]))
 
 
-
 def test_fusion_variants_against_the_naive_fusion():
-    rng = np.random.default_rng(4)
-    B, H, depth, (h, w), K = 1, 2, 3, (2, 2), 2
-    N = 1 + h * w
-    attns = [torch.softmax(torch.from_numpy(rng.normal(size=(B, H, N, N))), -1) for _ in range(depth)]
-    cam = torch.from_numpy(rng.random((B, K, h, w)))
+    B, K = 1, 2
+    attns, cam = random_attention(4, B, 2, 3, 2, 2, K)
     got = fusion_variants(attns, cam, 2)
     A = [a.numpy() for a in attns]
     flat = cam.reshape(B, K, -1).numpy()
@@ -148,7 +149,7 @@ def test_fusion_variants_against_the_naive_fusion():
     np.testing.assert_allclose(got["unrefined"].reshape(B, K, -1).numpy(), cls[:, None] * flat, rtol=1e-10)
     np.testing.assert_allclose(got["refined, all blocks"].reshape(B, K, -1).numpy(),
                                naive_mctformer_fusion(A, flat, 2), rtol=1e-10)
-    for b in range(depth):
+    for b in range(len(attns)):
         np.testing.assert_allclose(got[f"refined, block {b}"].reshape(B, K, -1).numpy(),
                                    naive_mctformer_fusion(A, flat, 2, [b]), rtol=1e-10)
 
