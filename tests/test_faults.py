@@ -510,8 +510,10 @@ def snakemake(*args, cwd, timeout=600, **popen):
                           capture_output=True, text=True, timeout=timeout, **popen)
 
 
-# DEMO_CLASSES renamed, in order
-HOSTILE_CLASSES = ["background", "o'ruby", "$(touch PWNED)", 'j"ade `touch PWNED`', "amber; touch PWNED", "violet"]
+# DEMO_CLASSES renamed, in order: the first four foreground names made shell syntax
+HOSTILE_PATTERNS = ["o'{}", "$(touch PWNED)", '{}"x `touch PWNED`', "{}; touch PWNED"]
+HOSTILE_CLASSES = ["background", *(p.format(name) for p, name in zip(HOSTILE_PATTERNS, DEMO_CLASSES[1:])),
+                   *DEMO_CLASSES[1 + len(HOSTILE_PATTERNS):]]
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import DEMO_CLASSES
 from pipeline.attnfusion_diagnosis import diagnose, fusion_variants, patch_attention_stats
 from pipeline.metrics import ConfusionAccumulator, scores
 from pipeline.models.vit_hybrid import ViTHybridClassifier
@@ -178,8 +179,8 @@ def test_diagnose_runs_the_extraction_protocol(tiny_voc):
     from pipeline.seeds import seed_label
 
     torch.manual_seed(0)
-    classes = ["background", "ruby", "jade", "amber", "cobalt", "violet"]
-    model = ViTHybridClassifier("tf_efficientnet_lite0", 5, embed_dim=16, depth=2, heads=2, start_block=1,
+    classes = DEMO_CLASSES
+    model = ViTHybridClassifier("tf_efficientnet_lite0", len(classes) - 1, embed_dim=16, depth=2, heads=2, start_block=1,
                                 weights="none", feature_level=3, pos_grid=4).eval()
     meta = {**model.meta, "mean": (0.5,) * 3, "std": (0.5,) * 3}
     voc = VOCDataset(tiny_voc, classes, "train")
