@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
@@ -99,8 +100,6 @@ def segment_folder(model, meta: dict, images: str | Path, out: str | Path, scale
 
 def image_scores(model, meta: dict, image: np.ndarray, device) -> np.ndarray:
     """The classifier's sigmoid score of every foreground class on the whole image."""
-    import torch
-
     with torch.no_grad():
         x = to_tensor(image, meta["mean"], meta["std"])[None].to(device)
         return torch.sigmoid(model(x))[0].cpu().numpy()

@@ -111,14 +111,6 @@ def _dataset_checksum(ds: h5py.Dataset) -> str:
     return checksum(ds[()], {k: v for k, v in ds.attrs.items() if k not in _RESERVED})
 
 
-def _readable_checksum(ds: h5py.Dataset) -> str | None:
-    """The dataset's checksum, or None when its chunk no longer decompresses."""
-    try:
-        return _dataset_checksum(ds)
-    except OSError:
-        return None
-
-
 def _digest(meta_json, sums: dict[str, str]) -> str:
     h = hashlib.blake2b(digest_size=16)
     h.update(json.dumps({"meta": meta_json, "keys": sorted(sums.items())}).encode())
@@ -275,13 +267,14 @@ class ArtifactWriter:
         bad = []
         for name in list(f.keys()):
             obj = f.get(name)
-            if isinstance(obj, h5py.Dataset) and obj.attrs.get(_COMPLETE, 0) == 1:
-                stored = obj.attrs.get(_CHECKSUM)
-                if stored is not None and _readable_checksum(obj) == stored:
+            if isinstance(obj, h5py.Dataset):
+                try:
+                    self._sums[name] = check_dataset(obj, name, self.partial)
                     self._done.add(name)
-                    self._sums[name] = str(stored)
                     continue
-                bad.append(name)
+                except ValueError:
+                    if obj.attrs.get(_COMPLETE, 0) == 1:
+                        bad.append(name)   # marked complete, but its data do not verify
             # interrupted mid-write, bad data or a foreign object: drop it so it is redone
             del f[name]
         return bad

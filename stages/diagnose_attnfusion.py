@@ -1,11 +1,10 @@
 """Attention statistics and attnfusion's seed curves with and without refinement (README, CAM
 methods): python -m stages.diagnose_attnfusion ..."""
 from pipeline.attnfusion_diagnosis import diagnose
-from pipeline.data.voc import VOCDataset
 from pipeline.device import resolve_device, set_threads
 from pipeline.models.classifier import load_classifier
 from pipeline.seeds import sweep_values
-from stages._args import add_dataset, add_runtime, json_arg, parser, write_json
+from stages._args import add_dataset, add_runtime, dataset, json_arg, parser, write_json
 
 p = parser(__doc__)
 add_dataset(p)
@@ -19,7 +18,7 @@ p.add_argument("--out", required=True, help="JSON output")
 args = p.parse_args()
 
 set_threads(args.threads)
-voc = VOCDataset(args.root, args.classes, args.split)
+voc = dataset(args, args.split)
 voc = voc.subset(voc.ids[:args.images]) if args.images else voc
 voc.check(masks=True)
 model, meta = load_classifier(args.classifier)
