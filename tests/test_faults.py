@@ -26,6 +26,7 @@ import time
 import zlib
 from pathlib import Path
 
+import cv2
 import h5py
 import numpy as np
 import pytest
@@ -106,11 +107,19 @@ class Events:
         training.poly_lr, torch.save = counted_step, torn_save
 
 
+def fork_safely() -> int:
+    """os.fork() with OpenCV's thread pool shut down first. Earlier tests in this process leave
+    the pool's threads waiting on a condition variable; a child only inherits the variable, and
+    its first cv2.setNumThreads (every stage calls it) then blocks forever destroying it."""
+    cv2.setNumThreads(1)
+    return os.fork()
+
+
 def run_stage(module: str, args: list, log: Path, kill_at: int | None = None, training: bool = False) -> dict:
     """Run `python -m stages.<module> args` in a forked child; returns {'killed', 'events', 'saves', 'log'}:
     the events of a run to its end, and at which of them a checkpoint was saved."""
     events_file = log.with_suffix(".events")
-    pid = os.fork()
+    pid = fork_safely()
     if pid == 0:   # child: never returns
         code = 1
         try:
@@ -391,7 +400,7 @@ def in_child(fn, log: Path):
     (its result or None if it died, its stderr)."""
     result = log.with_suffix(".result")
     result.unlink(missing_ok=True)
-    pid = os.fork()
+    pid = fork_safely()
     if pid == 0:
         code = 1
         try:
