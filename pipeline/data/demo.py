@@ -49,6 +49,7 @@ LOOKS = {
 CONTEXT = {"barge": "water", "newt": "grass"}    # scene context that co-occurs with a class
 CONTEXT_WITH, CONTEXT_WITHOUT = 0.7, 0.1         # P(context | class present), P(context | absent)
 BODY_JITTER = 16                                 # per-object shift of the body colour (per channel, uniform +-)
+BODY_SATURATION = 0.5                            # body colours pulled halfway to their grey: less body evidence (README)
 DISTRACTOR_RATE = 0.08                           # P(an image holds one body-like background shape)
 BORDER = 1                                       # erode/dilate radius of the 255 band at object edges
 
@@ -117,9 +118,11 @@ def _context(rng, img, kind):
     img[top:] = band
 
 
-def _texture(rng, h, w, kind, rgb):
+def _texture(rng, h, w, kind, rgb, saturation=BODY_SATURATION):
     """A body's surface: its colour family with a texture of its kind, drawn anew per object."""
-    base = np.asarray(rgb, np.float32) + rng.uniform(-BODY_JITTER, BODY_JITTER, size=3)
+    family = np.asarray(rgb, np.float32)
+    family = family.mean() + saturation * (family - family.mean())
+    base = family + rng.uniform(-BODY_JITTER, BODY_JITTER, size=3)
     grain = 8 * (_smooth_noise(rng, h, w, 12, 1) - 0.5) + rng.normal(0, 4, size=(h, w, 1))
     if kind == "fur":       # soft patches of lighter and darker fur
         pattern = 40 * (_smooth_noise(rng, h, w, 7, 1) - 0.5)
@@ -182,8 +185,8 @@ def _part(rng, h, w, look, geometry):
 
 def _distractor_colour(rng):
     """A body-like shape's colour: saturated, but in none of the classes' colour families."""
-    teal, pink, olive_grey = (50, 150, 150), (190, 110, 150), (130, 125, 100)
-    return [teal, pink, olive_grey][int(rng.integers(3))]
+    teal, pink, olive = (50, 150, 150), (190, 110, 150), (175, 170, 40)
+    return [teal, pink, olive][int(rng.integers(3))]
 
 
 def _choose_classes(rng, names):
@@ -220,7 +223,7 @@ def render(seed: int, split: str, index: int, classes: list[str], min_size: int,
                 break
         if look is None:
             kind = ["fur", "spots", "stripes"][int(rng.integers(3))]
-            img[body] = _texture(rng, h, w, kind, _distractor_colour(rng))[body]
+            img[body] = _texture(rng, h, w, kind, _distractor_colour(rng), saturation=1.0)[body]
             drawn.append((None, body))
             continue
         part = _part(rng, h, w, look, geometry) & body
