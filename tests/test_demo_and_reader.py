@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from conftest import DEMO_CLASSES, TINY
-from pipeline.data import demo
+from pipeline.data import demo, demo_anatomy
 from pipeline.data.voc import DatasetError, VOCDataset
 
 
@@ -177,3 +177,26 @@ def test_distractors_are_rare_and_not_in_a_class_colour():
             if mask.sum() >= 20:
                 colour = scene.image[mask].astype(float).mean(0)
                 assert min(np.linalg.norm(colour - m) for m in centre.values()) > 2 * spread
+
+
+def test_cam_anatomy_by_hand():
+    """A 40 x 40 scene: a 5 x 5 part at columns 5-9 and its body to the right (rows 5-9). The map
+    is 1 on the part, 0.5 on the body up to 15 px from it, 0.1 beyond, 0.2 on the background."""
+    label = np.zeros((40, 40), np.uint8)
+    part, body = np.zeros((40, 40), bool), np.zeros((40, 40), bool)
+    part[5:10, 5:10] = True
+    body[5:10, 10:40] = True
+    label[part | body] = 1
+    scene = demo.Scene(np.zeros((40, 40, 3), np.uint8), label, [(1, part | body)], [(1, body)], [])
+    cam = np.full((40, 40), 0.2)
+    cam[part] = 1.0
+    cam[5:10, 10:25] = 0.5   # distances 1..15 from the part: the first 16 px band
+    cam[5:10, 25:40] = 0.1   # distances 16..30: the second
+    other = np.ones((40, 40))  # a map of a class the scene lacks is not looked at
+    result = demo_anatomy.anatomy([("x", scene)], lambda _: (np.stack([other, cam]), [3, 1]), threshold=0.3)
+    assert result["objects"] == 1
+    assert result["part_mean"] == pytest.approx(1.0)
+    assert result["body_at_or_above_threshold"] == pytest.approx(75 / 150)
+    assert result["background_ring_mean"] == pytest.approx(0.2)
+    assert [(b["from_px"], b["mean"]) for b in result["body_by_distance"]] == [(0, pytest.approx(0.5)),
+                                                                             (16, pytest.approx(0.1))]

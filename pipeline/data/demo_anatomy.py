@@ -1,0 +1,57 @@
+"""Where a CAM puts its weight on the demo's objects, whose parts and bodies the generator knows:
+the class map (max-normalised, as extract_cams writes it) on the part, on the body by distance
+from the part, and on the background just outside the object. The measurement behind the
+demo's calibration (README, Data): seeds cover a body where its map stays above the threshold
+far from the part."""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import cv2
+import numpy as np
+
+from .demo import Scene
+
+
+def _class_regions(scene: Scene, cls: int):
+    """(part, body) masks of all visible objects of class cls in the scene."""
+    whole = np.any([m for c, m in scene.objects if c == cls], axis=0)
+    body = np.any([m for c, m in scene.bodies if c == cls] or [np.zeros_like(whole)], axis=0)
+    return whole & ~body, body
+
+
+def anatomy(scenes: Iterable[tuple[str, Scene]], maps_of: Callable[[str], tuple[np.ndarray, list]],
+            threshold: float, bin_px: int = 16, ring_px: int = 12, min_part: int = 5) -> dict:
+    """scenes: (image id, Scene); maps_of(image id) -> (maps (K, H, W), class id of each map).
+    Per class present in an image (its part of at least min_part pixels): the map's mean on the
+    part, on the body in bands of bin_px by distance from the part, and on the background
+    pixels within ring_px of the object; body pixels at or above threshold over all objects."""
+    part_means, ring_means, bands = [], [], {}
+    above = total = 0
+    for image_id, scene in scenes:
+        maps, ids = maps_of(image_id)
+        ids = [int(c) for c in ids]
+        for cls in sorted({c for c, _ in scene.objects}):
+            part, body = _class_regions(scene, cls)
+            if part.sum() < min_part or cls not in ids:
+                continue
+            m = maps[ids.index(cls)].astype(np.float64)
+            part_means.append(m[part].mean())
+            distance = cv2.distanceTransform((~part).astype(np.uint8), cv2.DIST_L2, 5)
+            for band in np.unique((distance[body] // bin_px).astype(int)):
+                sel = body & (distance >= band * bin_px) & (distance < (band + 1) * bin_px)
+                bands.setdefault(int(band), []).append(m[sel].mean())
+            above += int((m[body] >= threshold).sum())
+            total += int(body.sum())
+            size = 2 * ring_px + 1
+            whole = (part | body).astype(np.uint8)
+            ring = cv2.dilate(whole, np.ones((size, size), np.uint8)).astype(bool) & ~whole.astype(bool) \
+                & (scene.label == 0)
+            if ring.any():
+                ring_means.append(m[ring].mean())
+    return {"objects": len(part_means), "threshold": threshold,
+            "part_mean": float(np.mean(part_means)) if part_means else None,
+            "body_at_or_above_threshold": above / total if total else None,
+            "background_ring_mean": float(np.mean(ring_means)) if ring_means else None,
+            "body_by_distance": [{"from_px": b * bin_px, "to_px": (b + 1) * bin_px, "objects": len(v),
+                                  "mean": float(np.mean(v))} for b, v in sorted(bands.items())]}
