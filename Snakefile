@@ -15,11 +15,11 @@ import threading
 from pathlib import Path
 
 sys.path.insert(0, workflow.basedir)
-from pipeline import config as cfgmod
-from pipeline.methods import ALL_METHODS as CAM_METHODS, VIT_METHODS
+from pipeline.core import config as cfgmod
+from pipeline.core.cam_methods import ALL_METHODS as CAM_METHODS, VIT_METHODS
 from pipeline.data import coco as cocomod
 from pipeline.data.voc import VOCDataset
-from pipeline.interrupt import interrupt_stages
+from pipeline.core.interrupt import interrupt_stages
 
 
 configfile: f"{workflow.basedir}/config.yaml"
@@ -34,7 +34,7 @@ shell.prefix(f'set -euo pipefail; export PATH={shlex.quote(os.path.dirname(sys.e
 
 
 def _interrupt_stages(signum, frame):
-    """SIGINT to Snakemake alone is passed on to the running stages (pipeline/interrupt.py), which
+    """SIGINT to Snakemake alone is passed on to the running stages (pipeline/core/interrupt.py), which
     stop at once and keep their .partial; then Snakemake stops as usual."""
     jobs = getattr(shell, "_processes", {})
     interrupt_stages([proc.pid for proc in list(jobs.values())])

@@ -5,9 +5,9 @@ import argparse
 import json
 from pathlib import Path
 
+from pipeline.core.device import loader_workers, set_threads
+from pipeline.core.shards import select_shard
 from pipeline.data.datasets import open_split
-from pipeline.device import loader_workers, set_threads
-from pipeline.shards import select_shard
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -35,7 +35,7 @@ def add_runtime(p: argparse.ArgumentParser) -> None:
 
 def add_shard(p: argparse.ArgumentParser, what: str) -> None:
     """A per-image stage: which shard of the split it runs, and the tally it leaves for
-    stages.gather (pipeline/shards.py)."""
+    stages.gather (pipeline/core/shards.py)."""
     p.add_argument("--shard", default="1-of-1", help="k-of-n: every n-th image of the split, from the k-th on")
     p.add_argument("--out", required=True, help=f"HDF5 output of this shard ({what})")
     p.add_argument("--tally", required=True, help="JSON tally of this shard, for stages.gather")

@@ -1,6 +1,6 @@
 """Confident affinity labels of one shard from the CAMs, via two dense CRFs: python -m stages.affinity_labels ..."""
-from pipeline.affinity_labels import labels_confusion, make_labels
-from pipeline.store import ArtifactReader
+from pipeline.affinity.labels import labels_confusion, make_labels
+from pipeline.core.store import ArtifactReader
 from stages._args import add_dataset, add_shard, json_arg, parser, shard_datasets, write_json
 
 p = parser(__doc__)

@@ -5,8 +5,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from pipeline.core.shards import parse_shard, shard_ids
 from pipeline.data import coco
-from pipeline.shards import parse_shard, shard_ids
 from stages._args import add_shard, parser, write_json
 
 p = parser(__doc__)

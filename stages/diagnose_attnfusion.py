@@ -1,9 +1,9 @@
 """Attention statistics and attnfusion's seed curves with and without refinement (README, CAM
 methods): python -m stages.diagnose_attnfusion ..."""
-from pipeline.attnfusion_diagnosis import diagnose
-from pipeline.device import resolve_device, set_threads
+from pipeline.cams.attnfusion_diagnosis import diagnose
+from pipeline.cams.seeds import sweep_values
+from pipeline.core.device import resolve_device, set_threads
 from pipeline.models.classifier import load_classifier
-from pipeline.seeds import sweep_values
 from stages._args import add_dataset, add_runtime, dataset, json_arg, parser, write_json
 
 p = parser(__doc__)

@@ -4,8 +4,8 @@ Without --classifier/--seeds/--pseudo it writes the scores only (the fully-super
 import json
 from pathlib import Path
 
-from pipeline.evaluate import evaluate_predictions, final_report, ladder
-from pipeline.store import ArtifactReader
+from pipeline.core.store import ArtifactReader
+from pipeline.evaluation.evaluate import evaluate_predictions, final_report, ladder
 from stages._args import add_dataset, dataset, parser, write_json
 
 p = parser(__doc__)

@@ -1,7 +1,7 @@
 """Score WSOL boxes drawn from CAMs against the VOC boxes of a split: python -m stages.evaluate_boxes ..."""
-from pipeline.boxes import evaluate
-from pipeline.seeds import sweep_values
-from pipeline.store import ArtifactReader
+from pipeline.cams.boxes import evaluate
+from pipeline.cams.seeds import sweep_values
+from pipeline.core.store import ArtifactReader
 from stages._args import add_dataset, dataset, json_arg, parser, write_json
 
 p = parser(__doc__)

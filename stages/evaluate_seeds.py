@@ -1,6 +1,6 @@
 """Score CAM seeds against the ground truth of a split: python -m stages.evaluate_seeds ..."""
-from pipeline.seeds import evaluate, sweep_values
-from pipeline.store import ArtifactReader
+from pipeline.cams.seeds import evaluate, sweep_values
+from pipeline.core.store import ArtifactReader
 from stages._args import add_dataset, dataset, json_arg, parser, write_json
 
 p = parser(__doc__)

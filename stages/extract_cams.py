@@ -1,7 +1,7 @@
 """Extract class activation maps of one shard into an HDF5 file: python -m stages.extract_cams ..."""
-from pipeline.cams import extract
-from pipeline.device import resolve_device, set_threads
-from pipeline.methods import ALL_METHODS
+from pipeline.cams.extract import extract
+from pipeline.core.cam_methods import ALL_METHODS
+from pipeline.core.device import resolve_device, set_threads
 from pipeline.models.classifier import load_classifier
 from stages._args import add_dataset, add_runtime, add_shard, json_arg, parser, shard_datasets, write_json
 

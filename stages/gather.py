@@ -2,7 +2,7 @@
 import json
 from pathlib import Path
 
-from pipeline.shards import gather
+from pipeline.core.shards import gather
 from stages._args import parser, write_json
 
 p = parser(__doc__)

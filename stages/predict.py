@@ -1,7 +1,7 @@
 """Predict label maps of one shard of a split with a trained segmentation network: python -m stages.predict ..."""
-from pipeline.device import resolve_device, set_threads
+from pipeline.core.device import resolve_device, set_threads
 from pipeline.models.segnet import load_segnet
-from pipeline.predict import predict
+from pipeline.segmentation.predict import predict
 from stages._args import add_dataset, add_runtime, add_shard, json_arg, parser, shard_datasets, write_json
 
 p = parser(__doc__)

@@ -1,8 +1,8 @@
 """Random-walk propagation of one shard's CAMs over AffinityNet affinities: python -m stages.propagate ..."""
-from pipeline.device import resolve_device, set_threads
+from pipeline.affinity.propagate import argmax_confusion, propagate
+from pipeline.core.device import resolve_device, set_threads
+from pipeline.core.store import ArtifactReader
 from pipeline.models.affinity_net import load_affinity_net
-from pipeline.propagate import argmax_confusion, propagate
-from pipeline.store import ArtifactReader
 from stages._args import add_dataset, add_runtime, add_shard, json_arg, parser, shard_datasets, write_json
 
 p = parser(__doc__)

@@ -1,7 +1,7 @@
 """Refine one shard's class maps into the final pseudo-labels (PAMR, CRF, saliency): python -m stages.refine ..."""
-from pipeline.device import set_threads
-from pipeline.refine import refine
-from pipeline.store import ArtifactReader
+from pipeline.core.device import set_threads
+from pipeline.core.store import ArtifactReader
+from pipeline.refine.pseudo_labels import refine
 from stages._args import add_dataset, add_shard, json_arg, parser, shard_datasets, write_json
 
 p = parser(__doc__)

@@ -2,8 +2,8 @@
 import json
 from pathlib import Path
 
-from pipeline import report
-from pipeline.store import ArtifactReader
+from pipeline.core.store import ArtifactReader
+from pipeline.evaluation import report
 from stages._args import add_dataset, dataset, parser
 
 

@@ -2,7 +2,7 @@
 import json
 from pathlib import Path
 
-from pipeline.summary import format_table, method_row
+from pipeline.evaluation.summary import format_table, method_row
 from stages._args import parser, write_json
 
 p = parser(__doc__)

@@ -1,7 +1,7 @@
 """Train AffinityNet on the affinity labels: python -m stages.train_affinity ..."""
-from pipeline.device import resolve_device
-from pipeline.store import ArtifactReader
-from pipeline.train_affinity import train
+from pipeline.affinity.train import train
+from pipeline.core.device import resolve_device
+from pipeline.core.store import ArtifactReader
 from stages._args import add_dataset, add_runtime, add_training, dataset, parser, start_training, write_json
 
 p = parser(__doc__)

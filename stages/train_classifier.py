@@ -1,6 +1,6 @@
 """Train the multi-label classifier: python -m stages.train_classifier --root R --classes JSON ..."""
-from pipeline.device import resolve_device
-from pipeline.train_classifier import train
+from pipeline.classifier.train import train
+from pipeline.core.device import resolve_device
 from stages._args import add_dataset, add_runtime, add_training, dataset, parser, start_training, write_json
 
 p = parser(__doc__)

@@ -1,7 +1,7 @@
 """Train the segmentation network on pseudo-labels or on the ground truth: python -m stages.train_segmentation ..."""
-from pipeline.device import resolve_device
-from pipeline.store import ArtifactReader
-from pipeline.train_segmentation import train
+from pipeline.core.device import resolve_device
+from pipeline.core.store import ArtifactReader
+from pipeline.segmentation.train import train
 from stages._args import add_dataset, add_runtime, add_training, dataset, parser, start_training, write_json
 
 p = parser(__doc__)

@@ -3,8 +3,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from pipeline.cams import class_activation, multiscale_cam
-from pipeline.seeds import seed_label, sweep_values
+from pipeline.cams.extract import class_activation, multiscale_cam
+from pipeline.cams.seeds import seed_label, sweep_values
 
 
 class HandBuilt(nn.Module):
@@ -73,7 +73,7 @@ def test_seed_label_by_hand():
 
 # --- gradient methods -------------------------------------------------------------------
 
-from pipeline.cams import _activation_maps, gradcampp_map, layercam_map  # noqa: E402
+from pipeline.cams.extract import _activation_maps, gradcampp_map, layercam_map  # noqa: E402
 from pipeline.models.classifier import Classifier, thresholded_average_pool  # noqa: E402
 
 
@@ -185,8 +185,8 @@ def test_tap_on_a_hand_computed_channel():
     assert float(thresholded_average_pool(torch.zeros(1, 1, 2, 2))) == 0.0
 
 
+from pipeline.cams.multiscale import scale_sum  # noqa: E402
 from pipeline.data.transforms import rescale_bicubic, resize, to_tensor  # noqa: E402
-from pipeline.multiscale import scale_sum  # noqa: E402
 
 
 def naive_pil_bicubic(image, scale):

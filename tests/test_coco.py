@@ -70,7 +70,7 @@ def test_the_mask_tally_counts_pixels_and_the_second_run_resumes(small, tmp_path
                                "ignore": int((expected["a"] == 255).sum()),
                                "foreground": 30 + 6}
     out = tmp_path / "masks.h5"
-    from pipeline.store import ArtifactWriter
+    from pipeline.core.store import ArtifactWriter
     writer = ArtifactWriter(out, meta={"split": "train2014", "annotations": index["annotations"],
                                        "classes": CLASSES, "rule": coco.MASK_RULE})
     writer.write("a", expected["a"])
@@ -232,7 +232,7 @@ def test_make_demo_writes_the_demo_in_coco_layout_as_the_export_of_the_voc_demo(
 
 
 def test_the_report_shows_the_published_coco_figures_beside_the_weak_network():
-    from pipeline import report
+    from pipeline.evaluation import report
 
     ladder = [{"stage": "seeds (cam @ 0.15)", "metric": "mIoU", "split": "train2014", "value": 0.3},
               {"stage": "segmentation (weak)", "metric": "mIoU", "split": "val2014", "value": 0.25}]

@@ -16,7 +16,7 @@ from PIL import Image
 
 from conftest import DEMO_CLASSES, REPO, listed_voc
 from slurm.compare_results import same_h5
-from pipeline.report import IMAGE_CHECK
+from pipeline.evaluation.report import IMAGE_CHECK
 
 
 def snakemake(*args, cwd, timeout=600):

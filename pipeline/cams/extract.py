@@ -15,13 +15,13 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from .data.voc import VOCDataset
-from .methods import CNN_METHODS
-from .models.classifier import Classifier
-from .multiscale import scale_sum
-from .provenance import dataset_identity
-from .store import ArtifactWriter, file_digest
-from .vit_cams import VIT_METHODS, vit_multiscale_cam
+from pipeline.cams.multiscale import scale_sum
+from pipeline.cams.vit import VIT_METHODS, vit_multiscale_cam
+from pipeline.core.cam_methods import CNN_METHODS
+from pipeline.core.provenance import dataset_identity
+from pipeline.core.store import ArtifactWriter, file_digest
+from pipeline.data.voc import VOCDataset
+from pipeline.models.classifier import Classifier
 
 
 def class_activation(features: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -118,7 +118,7 @@ def extract(model: Classifier, meta: dict, voc: VOCDataset, out: str | Path, sca
             device, method: str = "cam", levels=(), workers: int = 1, *, classifier: str) -> dict:
     """Write one float16 (K, H, W) map per image with attribute `classes`; resumes from NAME.partial
     if it was computed from the same images and the same `classifier` checkpoint (its hash).
-    Returns the tally (pipeline.shards): images, those computed now and their seconds."""
+    Returns the tally (pipeline.core.shards): images, those computed now and their seconds."""
     model.eval().to(device)
     params = {"method": method, "levels": list(levels), "scales": list(scales), "flip": flip,
               "classes": voc.classes}

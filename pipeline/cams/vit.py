@@ -14,8 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .methods import VIT_METHODS
-from .multiscale import scale_sum
+from pipeline.cams.multiscale import scale_sum
+from pipeline.core.cam_methods import VIT_METHODS
 
 
 def getam_map(attns, grads, start_block: int, grid) -> torch.Tensor:
@@ -72,7 +72,7 @@ def _vit_maps(model, x: torch.Tensor, class_ids, method: str, cls_blocks: int) -
 
 def vit_multiscale_cam(model, image: np.ndarray, class_ids, scales, flip: bool, mean, std, device,
                        method: str = "getam", cls_blocks: int | None = None) -> np.ndarray:
-    """As pipeline.cams.multiscale_cam: maps summed over scales (and flips), upsampled to the
+    """As pipeline.cams.extract.multiscale_cam: maps summed over scales (and flips), upsampled to the
     image, each class / its max (getam) or min-max normalised (attnfusion, as MCTformer and
     WeakTr: the refinement adds a floor, every patch's attention-weighted share of the map).
     class_ids are dataset ids (1..C). attnfusion takes the class-to-patch attention of the last `cls_blocks`

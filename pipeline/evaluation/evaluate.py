@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .data.voc import VOCDataset
-from .maps_io import score_split
-from .store import ArtifactReader
+from pipeline.core.store import ArtifactReader
+from pipeline.data.voc import VOCDataset
+from pipeline.maps.io import score_split
 
 
 def evaluate_predictions(preds: ArtifactReader, voc: VOCDataset, desc: str = "val mIoU") -> dict:

@@ -13,12 +13,12 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .crf import crf_softmax
-from .data.transforms import resize, to_tensor
-from .data.voc import VOCDataset
-from .models.segnet import SegmentationNet
-from .provenance import dataset_identity
-from .store import ArtifactWriter, file_digest
+from pipeline.core.provenance import dataset_identity
+from pipeline.core.store import ArtifactWriter, file_digest
+from pipeline.data.transforms import resize, to_tensor
+from pipeline.data.voc import VOCDataset
+from pipeline.maps.crf import crf_softmax
+from pipeline.models.segnet import SegmentationNet
 
 
 @torch.no_grad()

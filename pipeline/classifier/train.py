@@ -16,12 +16,13 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from .data.transforms import random_scale_flip_crop, to_tensor
-from .data.voc import VOCDataset
-from .metrics import mean_average_precision
-from .models.classifier import build_classifier, normalisation, save_checkpoint
-from .provenance import dataset_identity
-from .training import TrainingDiverged, fit  # noqa: F401  (TrainingDiverged: part of this module's API)
+from pipeline.core.provenance import dataset_identity
+from pipeline.core.training import TrainingDiverged, fit  # noqa: F401  (TrainingDiverged: part of this module's API)
+from pipeline.data.transforms import random_scale_flip_crop, to_tensor
+from pipeline.data.voc import VOCDataset
+from pipeline.maps.metrics import mean_average_precision
+from pipeline.models.backbone import normalisation
+from pipeline.models.classifier import build_classifier, save_checkpoint
 
 
 class ClassificationData(Dataset):

@@ -21,9 +21,9 @@ import re
 
 import numpy as np
 
-from .data.voc import VOCDataset
-from .metrics import scores
-from .store import merge_artifacts
+from pipeline.core.store import merge_artifacts
+from pipeline.data.voc import VOCDataset
+from pipeline.maps.metrics import scores
 
 SHARD_RE = re.compile(r"(\d+)-of-(\d+)")
 COUNTS = ("images", "computed_now", "eval_images", "seconds")

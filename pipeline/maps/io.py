@@ -7,9 +7,9 @@ from collections.abc import Callable
 import numpy as np
 from tqdm import tqdm
 
-from .data.voc import VOCDataset
-from .metrics import ConfusionAccumulator, scores
-from .store import ArtifactReader
+from pipeline.core.store import ArtifactReader
+from pipeline.data.voc import VOCDataset
+from pipeline.maps.metrics import ConfusionAccumulator, scores
 
 IGNORE = 255
 

@@ -14,18 +14,13 @@ import math
 import numpy as np
 from tqdm import tqdm
 
-from .crf import crf_softmax
-from .data.voc import VOCDataset
-from .maps_io import IGNORE, confusion_split, image_and_maps
-from .parallel import image_pool
-from .provenance import dataset_identity
-from .store import ArtifactReader, ArtifactWriter
-
-
-def background_score(cams: np.ndarray, alpha: float) -> np.ndarray:
-    """(1 - max_c CAM)^alpha; 1 everywhere for an image without classes."""
-    peak = cams.max(0) if len(cams) else np.zeros(cams.shape[1:], np.float32)
-    return np.power(1.0 - peak, alpha)
+from pipeline.core.parallel import image_pool
+from pipeline.core.provenance import dataset_identity
+from pipeline.core.store import ArtifactReader, ArtifactWriter
+from pipeline.data.voc import VOCDataset
+from pipeline.maps.background import background_score
+from pipeline.maps.crf import crf_softmax
+from pipeline.maps.io import IGNORE, confusion_split, image_and_maps
 
 
 def crf_label(image: np.ndarray, cams: np.ndarray, class_ids, alpha: float, crf: dict) -> np.ndarray:
@@ -76,7 +71,7 @@ class _Labeller:
 
 def make_labels(cams: ArtifactReader, voc: VOCDataset, out, cfg: dict, workers: int = 1) -> dict:
     """One uint8 label map per image of voc into `out` (resumable); returns the tally
-    (pipeline.shards) with the label coverage of the images computed now."""
+    (pipeline.core.shards) with the label coverage of the images computed now."""
     params = {k: cfg[k] for k in ("alpha_low", "alpha_high", "crf")}
     counts = np.zeros(3, np.int64)  # foreground, background, ignored pixels (of this run's images)
     provenance = {"data": dataset_identity(voc), "cams": cams.digest}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 
-from .data.voc import VOCDataset
+from pipeline.data.voc import VOCDataset
 
 
 def _stat(path) -> str:

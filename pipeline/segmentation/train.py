@@ -16,14 +16,14 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from .data.labelled_crops import LabelledCrops
-from .data.voc import VOCDataset
-from .models.classifier import normalisation
-from .models.segnet import build_segnet, save_segnet
-from .seg_loss import IGNORE, clipped_cross_entropy
-from .provenance import dataset_identity
-from .store import ArtifactReader
-from .training import fit
+from pipeline.core.provenance import dataset_identity
+from pipeline.core.store import ArtifactReader
+from pipeline.core.training import fit
+from pipeline.data.labelled_crops import LabelledCrops
+from pipeline.data.voc import VOCDataset
+from pipeline.models.backbone import normalisation
+from pipeline.models.segnet import build_segnet, save_segnet
+from pipeline.segmentation.loss import IGNORE, clipped_cross_entropy
 
 
 def pixel_loss(logits: torch.Tensor, target: torch.Tensor, cfg: dict) -> torch.Tensor:

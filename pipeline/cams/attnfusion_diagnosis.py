@@ -15,12 +15,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data.transforms import rescale_bicubic, to_tensor
-from .data.voc import VOCDataset
-from .metrics import ConfusionAccumulator, scores
-from .multiscale import unit_range
-from .seeds import seed_label
-from .vit_cams import attnfusion_map
+from pipeline.cams.multiscale import unit_range
+from pipeline.cams.seeds import seed_label
+from pipeline.cams.vit import attnfusion_map
+from pipeline.data.transforms import rescale_bicubic, to_tensor
+from pipeline.data.voc import VOCDataset
+from pipeline.maps.metrics import ConfusionAccumulator, scores
 
 
 def patch_attention_stats(A: torch.Tensor) -> dict:

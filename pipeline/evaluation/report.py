@@ -15,8 +15,8 @@ import io
 import numpy as np
 from PIL import Image
 
-from .data.palette import colour_labels, heat_map
-from .maps_io import argmax_label
+from pipeline.data.palette import colour_labels, heat_map
+from pipeline.maps.io import argmax_label
 
 # Published VOC 2012 figures (mIoU %, ResNet-based, no extra saliency), for scale only, shown for
 # VOC and for the demo that stands in for it: PSA = AffinityNet (Ahn & Kwak, CVPR 2018), IRN (Ahn,

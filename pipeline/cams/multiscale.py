@@ -5,7 +5,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data.transforms import rescale_bicubic, to_tensor
+from pipeline.data.transforms import rescale_bicubic, to_tensor
 
 
 def scale_sum(image: np.ndarray, k: int, scales, flip: bool, mean, std, device, layer_maps,

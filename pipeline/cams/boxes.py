@@ -16,8 +16,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from .data.voc import VOCDataset
-from .store import ArtifactReader
+from pipeline.core.store import ArtifactReader
+from pipeline.data.voc import VOCDataset
 
 MODES = ("max", "pas")
 PAS_PERCENTILE = 90

@@ -1,4 +1,4 @@
-"""Train AffinityNet on the confident affinity labels (pipeline.affinity_labels).
+"""Train AffinityNet on the confident affinity labels (pipeline.affinity.labels).
 
 Loss (AffinityNet): over the labelled pixel pairs within `radius` on the feature grid,
     L = L_bg_pos / 4 + L_fg_pos / 4 + L_neg / 2,
@@ -15,15 +15,15 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from .affinity_labels import label_grid, pair_classes
-from .data.labelled_crops import LabelledCrops
-from .data.voc import VOCDataset
-from .models.affinity_net import AffinityNet, save_affinity_net
-from .models.classifier import normalisation
-from .random_walk import half_offsets, overlap, pair_affinity
-from .store import ArtifactReader
-from .provenance import dataset_identity
-from .training import fit
+from pipeline.affinity.labels import label_grid, pair_classes
+from pipeline.affinity.random_walk import half_offsets, overlap, pair_affinity
+from pipeline.core.provenance import dataset_identity
+from pipeline.core.store import ArtifactReader
+from pipeline.core.training import fit
+from pipeline.data.labelled_crops import LabelledCrops
+from pipeline.data.voc import VOCDataset
+from pipeline.models.affinity_net import AffinityNet, save_affinity_net
+from pipeline.models.backbone import normalisation
 
 EPS = 1e-5
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 from tqdm import tqdm
 
-from .data.voc import VOCDataset
-from .metrics import ConfusionAccumulator, scores
-from .store import ArtifactReader
+from pipeline.core.store import ArtifactReader
+from pipeline.data.voc import VOCDataset
+from pipeline.maps.metrics import ConfusionAccumulator, scores
 
 
 def sweep_values(start: float, stop: float, step: float) -> list[float]:

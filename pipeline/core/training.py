@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from .store import differences, log, move_aside
+from pipeline.core.store import differences, log, move_aside
 
 # Epochs in a row with a mean loss above the first iteration's before training is stopped.
 PATIENCE = 3

@@ -4,8 +4,8 @@ The chain starts from the CAMs (background = a constant, seeds.bg_threshold) or 
 random-walk maps (background first), applies the configured steps in order and ends in a uint8
 label map (255 = ignore):
 
-pamr:     PAMR on the maps (pipeline.pamr)
-crf:      dense CRF, softmax-unary on the maps or label-unary on their argmax (pipeline.crf)
+pamr:     PAMR on the maps (pipeline.refine.pamr)
+crf:      dense CRF, softmax-unary on the maps or label-unary on their argmax (pipeline.maps.crf)
 saliency: saliency-guided completion (GETAM); needs a saliency map per image, so it is the last
           step and is skipped, and reported as skipped, when refine.saliency.dir is not set.
 
@@ -20,14 +20,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .crf import crf_labels, crf_softmax
-from .data.voc import VOCDataset
-from .maps_io import IGNORE, add_scored, image_and_maps
-from .metrics import ConfusionAccumulator
-from .pamr import pamr
-from .provenance import dataset_identity
-from .parallel import image_pool
-from .store import ArtifactReader, ArtifactWriter
+from pipeline.core.parallel import image_pool
+from pipeline.core.provenance import dataset_identity
+from pipeline.core.store import ArtifactReader, ArtifactWriter
+from pipeline.data.voc import VOCDataset
+from pipeline.maps.crf import crf_labels, crf_softmax
+from pipeline.maps.io import IGNORE, add_scored, image_and_maps
+from pipeline.maps.metrics import ConfusionAccumulator
+from pipeline.refine.pamr import pamr
 
 STEPS = ("pamr", "crf", "saliency")
 
@@ -116,7 +116,7 @@ class _Refiner:
 def refine(maps: ArtifactReader, voc: VOCDataset, eval_voc: VOCDataset, out, cfg: dict, bg_threshold: float,
            source: str, workers: int = 1) -> dict:
     """Write the final uint8 labels of every image of voc (resumable) and score each step of the
-    chain on the images of eval_voc; returns the tally (pipeline.shards) with one confusion
+    chain on the images of eval_voc; returns the tally (pipeline.core.shards) with one confusion
     matrix per step."""
     steps, skipped = active_steps(cfg)
     if "saliency" in steps and steps[-1] != "saliency":

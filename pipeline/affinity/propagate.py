@@ -13,14 +13,14 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .affinity_labels import background_score
-from .data.transforms import to_tensor
-from .data.voc import VOCDataset
-from .maps_io import argmax_label, confusion_split, image_and_maps
-from .models.affinity_net import AffinityNet
-from .provenance import dataset_identity
-from .random_walk import random_walk, transition_matrix
-from .store import ArtifactReader, ArtifactWriter, file_digest
+from pipeline.affinity.random_walk import random_walk, transition_matrix
+from pipeline.core.provenance import dataset_identity
+from pipeline.core.store import ArtifactReader, ArtifactWriter, file_digest
+from pipeline.data.transforms import to_tensor
+from pipeline.data.voc import VOCDataset
+from pipeline.maps.background import background_score
+from pipeline.maps.io import argmax_label, confusion_split, image_and_maps
+from pipeline.models.affinity_net import AffinityNet
 
 
 @torch.no_grad()
@@ -36,7 +36,7 @@ def propagate_image(model: AffinityNet, image: np.ndarray, cams: np.ndarray, mea
     stack = F.pad(stack, (0, pad_w, 0, pad_h))
     # every channel, background included, is padded with 0, as psa's infer_aff
     grid_maps = F.avg_pool2d(stack[None], s)[0].to(device)
-    # float32 throughout: pipeline/random_walk.py says why float64 buys nothing here
+    # float32 throughout: pipeline/affinity/random_walk.py says why float64 buys nothing here
     T = transition_matrix(features, cfg["radius"], cfg["beta"])
     walked = random_walk(grid_maps, T, 2 ** cfg["logt"])
     up = F.interpolate(walked[None], scale_factor=s, mode="bilinear", align_corners=False)[0]
