@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, workflow.basedir)
 from pipeline.core import config as cfgmod
-from pipeline.core.cam_methods import ALL_METHODS as CAM_METHODS, VIT_METHODS
+from pipeline.core.cam_methods import CAM_METHODS, classifier_of
 from pipeline.data import coco as cocomod
 from pipeline.data.voc import VOCDataset
 from pipeline.core.interrupt import interrupt_stages
@@ -237,18 +237,14 @@ rule train_classifier:
         " --threads {threads} --out {output.ckpt:q} --report {output.report:q} 2>&1 | tee {log:q}"
 
 
-def net_of(method):
-    return "classifier_vit" if method in VIT_METHODS else "classifier"
-
-
-def classifier_of(wildcards):
-    return f"results/{wildcards.dataset}/{net_of(wildcards.method)}.pt"
+def classifier_ckpt(wildcards):
+    return f"results/{wildcards.dataset}/{classifier_of(wildcards.method)}.pt"
 
 
 rule extract_cams:
     input:
         data=dataset_files,
-        ckpt=classifier_of,
+        ckpt=classifier_ckpt,
     output:
         maps=shard_file("results/{dataset}/cams/{method}.h5"),
         tally=shard_file("results/{dataset}/cams/{method}.json"),
@@ -256,7 +252,7 @@ rule extract_cams:
         data=lambda wc: dataset_args(wc.dataset),
         split=lambda wc: ds(wc.dataset)["splits"]["cams"],
         cfg=lambda wc: stage(wc.dataset, "cams", ("scales", "flip", "fullycam_levels")),
-        backbone=lambda wc: cfgmod.stage_config(config, wc.dataset, NETS[net_of(wc.method)])["backbone"],
+        backbone=lambda wc: cfgmod.stage_config(config, wc.dataset, NETS[classifier_of(wc.method)])["backbone"],
         device=config["device"],
     threads: THREADS
     resources:

@@ -16,8 +16,8 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from pipeline.cams.multiscale import scale_sum
-from pipeline.cams.vit import VIT_METHODS, vit_multiscale_cam
-from pipeline.core.cam_methods import CNN_METHODS
+from pipeline.cams.vit import vit_multiscale_cam
+from pipeline.core.cam_methods import CNN_METHODS, VIT, classifier_of
 from pipeline.core.provenance import dataset_identity
 from pipeline.core.store import ArtifactWriter, file_digest
 from pipeline.data.voc import VOCDataset
@@ -48,6 +48,10 @@ def layercam_map(A: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
     return F.relu((F.relu(G) * A).sum(1))
 
 
+# The CNN methods of the registry (pipeline/core/cam_methods.py), each by how it makes its maps:
+# from the classifier's weights (the weights used), or from gradients (the map of A and G).
+WEIGHT_MAPS = {"cam": lambda weight: weight,
+               "cam_nwc": lambda weight: weight.clamp(min=0)}   # NWC: negative evidence no longer cancels the object
 GRADIENT_MAPS = {"gradcam": gradcam_map, "gradcampp": gradcampp_map, "layercam": layercam_map,
                  "fullycam": layercam_map}
 
@@ -55,10 +59,8 @@ GRADIENT_MAPS = {"gradcam": gradcam_map, "gradcampp": gradcampp_map, "layercam":
 def _activation_maps(model: Classifier, x: torch.Tensor, class_ids, method: str, levels) -> list[torch.Tensor]:
     """Per layer, maps of shape (B, K, h, w) for the K classes, from one forward pass."""
     rows = torch.as_tensor(class_ids) - 1
-    if method in ("cam", "cam_nwc"):
-        weight = model.classifier.weight[rows].flatten(1)
-        if method == "cam_nwc":
-            weight = weight.clamp(min=0)   # NWC: negative evidence no longer cancels the object
+    if method in WEIGHT_MAPS:
+        weight = WEIGHT_MAPS[method](model.classifier.weight[rows].flatten(1))
         with torch.no_grad():
             return [class_activation(model.features(x), weight)]
     with torch.enable_grad():
@@ -93,7 +95,7 @@ def multiscale_cam(model: Classifier, image: np.ndarray, class_ids: np.ndarray, 
 def class_maps(model, meta: dict, image: np.ndarray, class_ids: np.ndarray, method: str, scales, flip: bool,
                device, levels=()) -> np.ndarray:
     """The maps of any method (CNN or ViT) for the image's classes: float32 (K, H, W) in [0, 1]."""
-    if method in VIT_METHODS:
+    if classifier_of(method) == VIT:
         return vit_multiscale_cam(model, image, class_ids, scales, flip, meta["mean"], meta["std"], device, method)
     return multiscale_cam(model, image, class_ids, scales, flip, meta["mean"], meta["std"], device, method, levels)
 

@@ -15,7 +15,6 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.cams.multiscale import scale_sum
-from pipeline.core.cam_methods import VIT_METHODS
 
 
 def getam_map(attns, grads, start_block: int, grid) -> torch.Tensor:
@@ -47,16 +46,16 @@ def attnfusion_map(attns, patch_cam: torch.Tensor, cls_blocks: int, refine_block
     return torch.einsum("bij,bkj->bki", P, fused).reshape(B, K, h, w)
 
 
-def _vit_maps(model, x: torch.Tensor, class_ids, method: str, cls_blocks: int) -> torch.Tensor:
-    """Maps (B, K, h, w) on the patch grid for the K classes, from one forward pass."""
-    rows = torch.as_tensor(class_ids) - 1
-    if method == "attnfusion":
-        with torch.no_grad():
-            tokens, grid = model.encode(x)
-            weight = model.patch_head.weight[rows]                         # (K, D)
-            patch_cam = F.relu(torch.einsum("bnd,kd->bkn", tokens[:, 1:], weight))
-            patch_cam = patch_cam.reshape(len(x), len(rows), *grid)
-            return attnfusion_map(model.attentions, patch_cam, cls_blocks)
+def _attnfusion_maps(model, x: torch.Tensor, rows: torch.Tensor, cls_blocks: int) -> torch.Tensor:
+    with torch.no_grad():
+        tokens, grid = model.encode(x)
+        weight = model.patch_head.weight[rows]                         # (K, D)
+        patch_cam = F.relu(torch.einsum("bnd,kd->bkn", tokens[:, 1:], weight))
+        patch_cam = patch_cam.reshape(len(x), len(rows), *grid)
+        return attnfusion_map(model.attentions, patch_cam, cls_blocks)
+
+
+def _getam_maps(model, x: torch.Tensor, rows: torch.Tensor, cls_blocks: int) -> torch.Tensor:
     with torch.enable_grad():
         tokens, grid = model.encode(x)
         attns = model.attentions
@@ -70,6 +69,13 @@ def _vit_maps(model, x: torch.Tensor, class_ids, method: str, cls_blocks: int) -
     return torch.stack(maps, 1)
 
 
+# The ViT methods of the registry (pipeline/core/cam_methods.py): maps (B, K, h, w) on the patch
+# grid for the classifier rows of the K classes, from one forward pass; and how the scales' sum
+# is normalised per class.
+VIT_MAPS = {"getam": _getam_maps, "attnfusion": _attnfusion_maps}
+VIT_NORMALISE = {"getam": "max", "attnfusion": "minmax"}
+
+
 def vit_multiscale_cam(model, image: np.ndarray, class_ids, scales, flip: bool, mean, std, device,
                        method: str = "getam", cls_blocks: int | None = None) -> np.ndarray:
     """As pipeline.cams.extract.multiscale_cam: maps summed over scales (and flips), upsampled to the
@@ -77,10 +83,11 @@ def vit_multiscale_cam(model, image: np.ndarray, class_ids, scales, flip: bool, 
     WeakTr: the refinement adds a floor, every patch's attention-weighted share of the map).
     class_ids are dataset ids (1..C). attnfusion takes the class-to-patch attention of the last `cls_blocks`
     blocks (default: the GETAM blocks, start_block..depth-1). Returns float32 (K, H, W) in [0, 1]."""
-    if method not in VIT_METHODS:
-        raise ValueError(f"ViT CAM method '{method}' is unknown; expected one of {VIT_METHODS}")
+    if method not in VIT_MAPS:
+        raise ValueError(f"ViT CAM method '{method}' is unknown; expected one of {tuple(VIT_MAPS)}")
     if cls_blocks is None:
         cls_blocks = model.meta["depth"] - model.meta["start_block"]
-    layer_maps = lambda x: [_vit_maps(model, x, class_ids, method, cls_blocks)]  # noqa: E731
-    normalise = "minmax" if method == "attnfusion" else "max"
-    return scale_sum(image, len(class_ids), scales, flip, mean, std, device, layer_maps, normalise=normalise)
+    rows = torch.as_tensor(class_ids) - 1
+    layer_maps = lambda x: [VIT_MAPS[method](model, x, rows, cls_blocks)]  # noqa: E731
+    return scale_sum(image, len(class_ids), scales, flip, mean, std, device, layer_maps,
+                     normalise=VIT_NORMALISE[method])

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import importlib.metadata
 import os
 from pathlib import Path
@@ -9,7 +10,10 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from pipeline.core.cam_methods import ALL_METHODS
+
 SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
+DEFAULTS_PATH = Path(__file__).resolve().parents[2] / "config.yaml"   # the checkout's defaults
 # the sections whose `backbone` is a timm model name (vit_classifier's, laid over classifier's)
 BACKBONE_SECTIONS = ("classifier", "vit_classifier", "affinity", "segmentation")
 # keys of `weights` that are not a checkpoint path (pipeline.models.weights)
@@ -37,10 +41,28 @@ def _describe(error: jsonschema.ValidationError) -> str:
     return f"config key '{where}': {error.message}"
 
 
+@functools.cache
+def _schema() -> dict:
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    schema["$defs"]["cams"]["properties"]["methods"]["items"] = {"enum": list(ALL_METHODS)}
+    return schema
+
+
+def schema() -> dict:
+    """config.schema.yaml, with the CAM method names from the registry (pipeline/core/cam_methods.py)."""
+    return copy.deepcopy(_schema())
+
+
+def defaults(section: str) -> dict:
+    """A section of config.yaml's defaults (empty when the package runs without its checkout)."""
+    if not DEFAULTS_PATH.exists():
+        return {}
+    return yaml.safe_load(DEFAULTS_PATH.read_text()).get(section, {})
+
+
 def validate(config: dict) -> dict:
     """Raise ConfigError naming the first offending key; return the config unchanged."""
-    schema = yaml.safe_load(SCHEMA_PATH.read_text())
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = jsonschema.Draft202012Validator(_schema())
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
         # allOf/$ref nest the real cause; report the deepest one.
