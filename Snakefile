@@ -20,6 +20,7 @@ from pipeline.core.cam_methods import CAM_METHODS, classifier_of
 from pipeline.data import coco as cocomod
 from pipeline.data.voc import VOCDataset
 from pipeline.core.interrupt import interrupt_stages
+from stages._settings import STAGE_SETTINGS, stage_argv
 
 
 configfile: f"{workflow.basedir}/config.yaml"
@@ -73,12 +74,13 @@ def root(dataset):
     return f"results/{dataset}/data" if ds(dataset)["kind"] == "demo" else ds(dataset)["root"]
 
 
-def stage(dataset, section, keys=None, exclude=()):
-    """A stage's settings as JSON; `keys` limits them to what the stage reads (or `exclude` drops
-    what another stage reads), so a change elsewhere in the section does not rerun it."""
-    cfg = cfgmod.stage_config(config, dataset, section)
-    cfg = {k: cfg[k] for k in keys} if keys else {k: v for k, v in cfg.items() if k not in exclude}
-    return json.dumps(cfg, sort_keys=True)
+def settings(stage, section=None):
+    """The params of a stage's settings: its keys of the dataset's config section as named options
+    (stages/_settings.py), so a change elsewhere in the section does not rerun it."""
+    def argv(wildcards):
+        name = section(wildcards) if callable(section) else section or STAGE_SETTINGS[stage][0]
+        return stage_argv(stage, name, cfgmod.stage_config(config, wildcards.dataset, name))
+    return argv
 
 
 SHARDS = config["shards"]
@@ -219,7 +221,7 @@ rule train_classifier:
         data=lambda wc: dataset_args(wc.dataset),
         train=lambda wc: ds(wc.dataset)["splits"]["classifier"],
         val=lambda wc: ds(wc.dataset)["splits"]["classifier_val"],
-        cfg=lambda wc: stage(wc.dataset, NETS[wc.net]),
+        settings=settings("train_classifier", lambda wc: NETS[wc.net]),
         device=config["device"],
         seed=config["seed"],
     threads: THREADS
@@ -233,7 +235,7 @@ rule train_classifier:
         "envs/wsss.yaml"
     shell:
         "python -m stages.train_classifier {params.data} --train-split {params.train:q}"
-        " --val-split {params.val:q} --cfg {params.cfg:q} --device {params.device:q} --seed {params.seed:q}"
+        " --val-split {params.val:q} {params.settings:q} --device {params.device:q} --seed {params.seed:q}"
         " --threads {threads} --out {output.ckpt:q} --report {output.report:q} 2>&1 | tee {log:q}"
 
 
@@ -251,7 +253,7 @@ rule extract_cams:
     params:
         data=lambda wc: dataset_args(wc.dataset),
         split=lambda wc: ds(wc.dataset)["splits"]["cams"],
-        cfg=lambda wc: stage(wc.dataset, "cams", ("scales", "flip", "fullycam_levels")),
+        settings=settings("extract_cams"),
         backbone=lambda wc: cfgmod.stage_config(config, wc.dataset, NETS[classifier_of(wc.method)])["backbone"],
         device=config["device"],
     threads: THREADS
@@ -265,7 +267,7 @@ rule extract_cams:
         "envs/wsss.yaml"
     shell:
         "python -m stages.extract_cams {params.data} --split {params.split:q} --shard {wildcards.shard}"
-        " --classifier {input.ckpt:q} --backbone {params.backbone:q} --method {wildcards.method} --cfg {params.cfg:q}"
+        " --classifier {input.ckpt:q} --backbone {params.backbone:q} --method {wildcards.method} {params.settings:q}"
         " --device {params.device:q} --threads {threads} --out {output.maps:q} --tally {output.tally:q} 2>&1 | tee {log:q}"
 
 
@@ -278,14 +280,14 @@ rule evaluate_seeds:
     params:
         data=lambda wc: dataset_args(wc.dataset),
         split=lambda wc: ds(wc.dataset)["splits"]["seeds"],
-        cfg=lambda wc: stage(wc.dataset, "seeds"),
+        settings=settings("evaluate_seeds"),
     log:
         "results/{dataset}/logs/evaluate_seeds_{method}.log",
     conda:
         "envs/wsss.yaml"
     shell:
         "python -m stages.evaluate_seeds {params.data} --split {params.split:q} --cams {input.cams:q}"
-        " --method {wildcards.method} --cfg {params.cfg:q} --out {output:q} 2>&1 | tee {log:q}"
+        " --method {wildcards.method} {params.settings:q} --out {output:q} 2>&1 | tee {log:q}"
 
 
 rule evaluate_boxes:
@@ -297,17 +299,14 @@ rule evaluate_boxes:
     params:
         data=lambda wc: dataset_args(wc.dataset),
         split=lambda wc: ds(wc.dataset)["splits"]["seeds"],
-        cfg=lambda wc: stage(wc.dataset, "boxes"),
+        settings=settings("evaluate_boxes"),
     log:
         "results/{dataset}/logs/evaluate_boxes_{method}.log",
     conda:
         "envs/wsss.yaml"
     shell:
         "python -m stages.evaluate_boxes {params.data} --split {params.split:q} --cams {input.cams:q}"
-        " --method {wildcards.method} --cfg {params.cfg:q} --out {output:q} 2>&1 | tee {log:q}"
-
-
-LABEL_KEYS = ("alpha_low", "alpha_high", "crf")
+        " --method {wildcards.method} {params.settings:q} --out {output:q} 2>&1 | tee {log:q}"
 
 
 rule affinity_labels:
@@ -321,7 +320,7 @@ rule affinity_labels:
         data=lambda wc: dataset_args(wc.dataset),
         split=lambda wc: ds(wc.dataset)["splits"]["cams"],
         eval_split=lambda wc: ds(wc.dataset)["splits"]["seeds"],
-        cfg=lambda wc: stage(wc.dataset, "affinity", LABEL_KEYS),
+        settings=settings("affinity_labels"),
     threads: THREADS
     resources:
         mem_mb=4000,
@@ -332,7 +331,7 @@ rule affinity_labels:
         "envs/wsss.yaml"
     shell:
         "python -m stages.affinity_labels {params.data} --split {params.split:q} --eval-split {params.eval_split:q}"
-        " --shard {wildcards.shard} --cams {input.cams:q} --cfg {params.cfg:q} --workers {threads}"
+        " --shard {wildcards.shard} --cams {input.cams:q} {params.settings:q} --workers {threads}"
         " --out {output.labels:q} --tally {output.tally:q} 2>&1 | tee {log:q}"
 
 
@@ -346,7 +345,7 @@ rule train_affinity:
     params:
         data=lambda wc: dataset_args(wc.dataset),
         split=lambda wc: ds(wc.dataset)["splits"]["cams"],
-        cfg=lambda wc: stage(wc.dataset, "affinity", exclude=LABEL_KEYS),
+        settings=settings("train_affinity"),
         device=config["device"],
         seed=config["seed"],
     threads: THREADS
@@ -360,7 +359,7 @@ rule train_affinity:
         "envs/wsss.yaml"
     shell:
         "python -m stages.train_affinity {params.data} --split {params.split:q} --labels {input.labels:q}"
-        " --cfg {params.cfg:q} --device {params.device:q} --seed {params.seed:q} --threads {threads}"
+        " {params.settings:q} --device {params.device:q} --seed {params.seed:q} --threads {threads}"
         " --out {output.ckpt:q} --report {output.report:q} 2>&1 | tee {log:q}"
 
 
@@ -376,7 +375,7 @@ rule propagate:
         data=lambda wc: dataset_args(wc.dataset),
         split=lambda wc: ds(wc.dataset)["splits"]["cams"],
         eval_split=lambda wc: ds(wc.dataset)["splits"]["seeds"],
-        cfg=lambda wc: stage(wc.dataset, "random_walk"),
+        settings=settings("propagate"),
         backbone=lambda wc: cfgmod.stage_config(config, wc.dataset, "affinity")["backbone"],
         device=config["device"],
     threads: THREADS
@@ -391,7 +390,7 @@ rule propagate:
     shell:
         "python -m stages.propagate {params.data} --split {params.split:q} --eval-split {params.eval_split:q}"
         " --shard {wildcards.shard} --cams {input.cams:q} --affinity {input.affinity:q} --backbone {params.backbone:q}"
-        " --method {wildcards.method} --cfg {params.cfg:q} --device {params.device:q} --threads {threads}"
+        " --method {wildcards.method} {params.settings:q} --device {params.device:q} --threads {threads}"
         " --out {output.maps:q} --tally {output.tally:q} 2>&1 | tee {log:q}"
 
 
@@ -411,8 +410,7 @@ rule refine:
         data=lambda wc: dataset_args(wc.dataset),
         split=lambda wc: ds(wc.dataset)["splits"]["cams"],
         eval_split=lambda wc: ds(wc.dataset)["splits"]["seeds"],
-        cfg=lambda wc: stage(wc.dataset, "refine"),
-        source=lambda wc: cfgmod.stage_config(config, wc.dataset, "refine")["source"],
+        settings=settings("refine"),
         bg=lambda wc: cfgmod.stage_config(config, wc.dataset, "seeds")["bg_threshold"],
     threads: THREADS
     resources:
@@ -424,16 +422,13 @@ rule refine:
         "envs/wsss.yaml"
     shell:
         "python -m stages.refine {params.data} --split {params.split:q} --eval-split {params.eval_split:q}"
-        " --shard {wildcards.shard} --maps {input.maps:q} --source {params.source:q} --method {wildcards.method}"
-        " --bg-threshold {params.bg:q} --cfg {params.cfg:q} --workers {threads} --out {output.labels:q}"
+        " --shard {wildcards.shard} --maps {input.maps:q} --method {wildcards.method}"
+        " --bg-threshold {params.bg:q} {params.settings:q} --workers {threads} --out {output.labels:q}"
         " --tally {output.tally:q} 2>&1 | tee {log:q}"
 
 
 # Segmentation: segnet/{labels}.pt is trained on pseudo/{labels}.h5, or on the ground truth when
 # labels is `full` (the fully-supervised reference, same network and schedule).
-SEG_TEST_KEYS = ("test_scales", "test_flip", "test_crf", "crf")
-
-
 def pseudo_labels(wildcards):
     return [] if wildcards.labels == "full" else f"results/{wildcards.dataset}/pseudo/{wildcards.labels}.h5"
 
@@ -449,7 +444,7 @@ rule train_segmentation:
         data=lambda wc: dataset_args(wc.dataset),
         split=lambda wc: ds(wc.dataset)["splits"]["cams"],
         labels=lambda wc, input: input.labels or "gt",
-        cfg=lambda wc: stage(wc.dataset, "segmentation", exclude=(*SEG_TEST_KEYS, "labels_from")),
+        settings=settings("train_segmentation"),
         device=config["device"],
         seed=config["seed"],
     threads: THREADS
@@ -463,7 +458,7 @@ rule train_segmentation:
         "envs/wsss.yaml"
     shell:
         "python -m stages.train_segmentation {params.data} --split {params.split:q} --labels {params.labels:q}"
-        " --cfg {params.cfg:q} --device {params.device:q} --seed {params.seed:q} --threads {threads}"
+        " {params.settings:q} --device {params.device:q} --seed {params.seed:q} --threads {threads}"
         " --out {output.ckpt:q} --report {output.report:q} 2>&1 | tee {log:q}"
 
 
@@ -477,7 +472,7 @@ rule predict:
     params:
         data=lambda wc: dataset_args(wc.dataset),
         split=lambda wc: ds(wc.dataset)["splits"]["val"],
-        cfg=lambda wc: stage(wc.dataset, "segmentation", SEG_TEST_KEYS),
+        settings=settings("predict"),
         backbone=lambda wc: cfgmod.stage_config(config, wc.dataset, "segmentation")["backbone"],
         device=config["device"],
     threads: THREADS
@@ -491,7 +486,7 @@ rule predict:
         "envs/wsss.yaml"
     shell:
         "python -m stages.predict {params.data} --split {params.split:q} --shard {wildcards.shard}"
-        " --model {input.model:q} --backbone {params.backbone:q} --cfg {params.cfg:q} --device {params.device:q}"
+        " --model {input.model:q} --backbone {params.backbone:q} {params.settings:q} --device {params.device:q}"
         " --threads {threads} --out {output.preds:q} --tally {output.tally:q} 2>&1 | tee {log:q}"
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from pipeline.core.device import loader_workers, set_threads
 from pipeline.core.shards import select_shard
 from pipeline.data.datasets import open_split
+from stages._settings import add_settings, settings
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -51,18 +52,20 @@ def shard_datasets(args, eval_split: bool = False):
     return voc, eval_voc
 
 
-def add_training(p: argparse.ArgumentParser, section: str, report: str) -> None:
-    """What every training stage takes: its config section, the seed and the two outputs."""
-    p.add_argument("--cfg", required=True, type=json_arg, help=f"JSON of the {section} config section")
+def add_training(p: argparse.ArgumentParser, stage: str, report: str, defaults: str | None = None) -> None:
+    """What every training stage takes: its settings, the seed and the two outputs."""
+    add_settings(p, stage, defaults)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="checkpoint path (.pt)")
     p.add_argument("--report", required=True, help=report)
 
 
-def start_training(args) -> None:
-    """The job's torch threads, and its DataLoader workers (cfg `workers`) capped to them."""
+def start_training(args) -> dict:
+    """The job's torch threads; its settings, with the DataLoader workers (`workers`) capped to them."""
     set_threads(args.threads)
-    args.cfg["workers"] = loader_workers(args.cfg["workers"], args.threads)
+    cfg = settings(args)
+    cfg["workers"] = loader_workers(cfg["workers"], args.threads)
+    return cfg
 
 
 def json_arg(text: str) -> dict:

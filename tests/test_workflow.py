@@ -2,6 +2,7 @@
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -17,6 +18,8 @@ from PIL import Image
 from conftest import DEMO_CLASSES, REPO, listed_voc
 from slurm.compare_results import same_h5
 from pipeline.evaluation.report import IMAGE_CHECK
+from stages._args import parser
+from stages._settings import add_settings, settings
 
 
 def snakemake(*args, cwd, timeout=600):
@@ -56,6 +59,14 @@ def test_the_voc_sized_dag_has_one_job_per_stage_and_shard(tmp_path):
                     "gather": 6, "evaluate_full": 1, "evaluate": 1, "total": 37}
 
 
+def stage_settings(command: str, stage: str) -> dict:
+    """The settings a rule's shell command passes to a stage, as the stage reads them."""
+    p = parser(stage)
+    add_settings(p, stage)
+    words = shlex.split(command.split("python -m stages.", 1)[1].split(" 2>&1")[0])[1:]
+    return settings(p.parse_known_args(words)[0])
+
+
 def test_the_demo_cam_chain_file_swaps_the_chain_and_keeps_the_demo_settings(tmp_path):
     """configs/demo-cam-chain.yaml on top of config.yaml: no AffinityNet or random walk in the DAG,
     refine from the CAMs, the clipped loss, and the demo's other segmentation settings kept."""
@@ -65,7 +76,8 @@ def test_the_demo_cam_chain_file_swaps_the_chain_and_keeps_the_demo_settings(tmp
     jobs = job_counts(run.stdout)
     assert "train_affinity" not in jobs and "propagate" not in jobs and jobs["refine"] == 1
     assert "--source cams" in run.stdout
-    seg = [json.loads(m) for m in re.findall(r"stages.train_segmentation .*--cfg '([^']+)'", run.stdout)]
+    seg = [stage_settings(line, "train_segmentation") for line in run.stdout.splitlines()
+           if "python -m stages.train_segmentation " in line]
     assert len(seg) == 2   # the weak network and the fully-supervised reference
     assert all(c["loss"] == "clipped" and c["clip_start"] == 0.6 and c["feature_level"] == 3
                and c["optimizer"] == "adamw" for c in seg)
