@@ -147,6 +147,7 @@ def snakemake(*args, cwd, timeout=900):
                           cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
+@pytest.mark.slow
 def test_the_dag_on_a_coco_format_fixture_runs_and_scores_the_seeds_as_on_its_voc_twin(tiny_voc, tmp_path):
     """The tiny demo in VOC layout and in COCO layout (plus, in COCO, an unannotated train image and a
     grey-scale val image with a polygon): the whole DAG runs on the COCO one, and the seeds (train:
