@@ -1,4 +1,4 @@
-"""Losses for training the segmentation network on noisy pseudo-labels (issue 6, building block).
+"""The loss of the segmentation network on noisy pseudo-labels (`segmentation.loss: clipped`).
 
 Gradient clipping (WeakTr): while the mean pixel loss is above `start`, plain cross-entropy;
 afterwards each pixel's loss is clamped to max(local mean, global mean), the local mean taken
