@@ -29,6 +29,27 @@ def dataset(args, split: str):
     return open_split(args.root, args.classes, split, args.coco_cache)
 
 
+def add_cams_scoring(p: argparse.ArgumentParser, stage: str) -> None:
+    """A stage that scores one method's CAMs on a split into a JSON report (seeds, boxes)."""
+    add_dataset(p)
+    p.add_argument("--cams", required=True, help="HDF5 written by extract_cams")
+    p.add_argument("--method", required=True)
+    add_settings(p, stage)
+    p.add_argument("--out", required=True, help="JSON output")
+
+
+def parse(p: argparse.ArgumentParser, argv) -> tuple[argparse.Namespace, dict]:
+    """The arguments, and the stage's settings (stages/_settings.py)."""
+    args = p.parse_args(argv)
+    return args, settings(args)
+
+
+def check_classes(checkpoint: str, trained: list[str], classes: list[str]) -> None:
+    """A network answers in the classes it was trained on: another dataset's list is an error."""
+    if trained != classes:
+        raise SystemExit(f"{checkpoint} was trained on classes {trained}, this dataset has {classes}")
+
+
 def add_runtime(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")

@@ -1,8 +1,8 @@
 """Confident affinity labels of one shard from the CAMs, via two dense CRFs: python -m stages.affinity_labels ..."""
 from pipeline.affinity.labels import labels_confusion, make_labels
 from pipeline.core.store import ArtifactReader
-from stages._args import add_dataset, add_shard, parser, shard_datasets, write_json
-from stages._settings import add_settings, settings
+from stages._args import add_dataset, add_shard, parse, parser, shard_datasets, write_json
+from stages._settings import add_settings
 
 
 def main(argv=None) -> None:
@@ -12,8 +12,7 @@ def main(argv=None) -> None:
     p.add_argument("--cams", required=True, help="HDF5 written by extract_cams")
     add_settings(p, "affinity_labels")
     p.add_argument("--workers", type=int, default=1, help="processes running the CRF")
-    args = p.parse_args(argv)
-    cfg = settings(args)
+    args, cfg = parse(p, argv)
 
     voc, eval_voc = shard_datasets(args, eval_split=True)
     tally = make_labels(ArtifactReader(args.cams), voc, args.out, cfg, args.workers)

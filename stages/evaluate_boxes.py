@@ -2,19 +2,13 @@
 from pipeline.cams.boxes import evaluate
 from pipeline.cams.seeds import sweep_values
 from pipeline.core.store import ArtifactReader
-from stages._args import add_dataset, dataset, parser, write_json
-from stages._settings import add_settings, settings
+from stages._args import add_cams_scoring, dataset, parse, parser, write_json
 
 
 def main(argv=None) -> None:
     p = parser(__doc__)
-    add_dataset(p)
-    p.add_argument("--cams", required=True, help="HDF5 written by extract_cams")
-    p.add_argument("--method", required=True)
-    add_settings(p, "evaluate_boxes")
-    p.add_argument("--out", required=True, help="JSON output")
-    args = p.parse_args(argv)
-    cfg = settings(args)
+    add_cams_scoring(p, "evaluate_boxes")
+    args, cfg = parse(p, argv)
 
     voc = dataset(args, args.split)
     voc.check(masks=False)

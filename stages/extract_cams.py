@@ -3,8 +3,8 @@ from pipeline.cams.extract import extract
 from pipeline.core.cam_methods import ALL_METHODS
 from pipeline.core.device import resolve_device, set_threads
 from pipeline.models.classifier import load_classifier
-from stages._args import add_dataset, add_runtime, add_shard, parser, shard_datasets, write_json
-from stages._settings import add_settings, settings
+from stages._args import add_dataset, add_runtime, add_shard, check_classes, parse, parser, shard_datasets, write_json
+from stages._settings import add_settings
 
 
 def main(argv=None) -> None:
@@ -17,14 +17,12 @@ def main(argv=None) -> None:
     p.add_argument("--method", default="cam", choices=ALL_METHODS)
     add_settings(p, "extract_cams")
     p.add_argument("--workers", type=int, default=1)
-    args = p.parse_args(argv)
-    cfg = settings(args)
+    args, cfg = parse(p, argv)
 
     set_threads(args.threads)
     voc, _ = shard_datasets(args)
     model, meta = load_classifier(args.classifier, args.backbone)
-    if meta["classes"] != args.classes:
-        raise SystemExit(f"{args.classifier} was trained on classes {meta['classes']}, not {args.classes}")
+    check_classes(args.classifier, meta["classes"], args.classes)
     tally = extract(model, meta, voc, args.out, cfg["scales"], cfg["flip"], resolve_device(args.device),
                     args.method, cfg["fullycam_levels"], args.workers, classifier=args.classifier)
     write_json(args.tally, {"method": args.method, "split": args.split, **tally})

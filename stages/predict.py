@@ -2,8 +2,8 @@
 from pipeline.core.device import resolve_device, set_threads
 from pipeline.models.segnet import load_segnet
 from pipeline.segmentation.predict import predict
-from stages._args import add_dataset, add_runtime, add_shard, parser, shard_datasets, write_json
-from stages._settings import add_settings, settings
+from stages._args import add_dataset, add_runtime, add_shard, check_classes, parse, parser, shard_datasets, write_json
+from stages._settings import add_settings
 
 
 def main(argv=None) -> None:
@@ -14,14 +14,12 @@ def main(argv=None) -> None:
     p.add_argument("--model", required=True, help="checkpoint written by stages.train_segmentation")
     p.add_argument("--backbone", required=True, help="segmentation.backbone from config (checked against the checkpoint)")
     add_settings(p, "predict")
-    args = p.parse_args(argv)
-    cfg = settings(args)
+    args, cfg = parse(p, argv)
 
     set_threads(args.threads)
     voc, _ = shard_datasets(args)
     model, meta = load_segnet(args.model, args.backbone)
-    if meta["classes"] != voc.classes:
-        raise SystemExit(f"{args.model} was trained on classes {meta['classes']}, this dataset has {voc.classes}")
+    check_classes(args.model, meta["classes"], voc.classes)
     tally = predict(model, meta, voc, args.out, cfg, resolve_device(args.device), checkpoint=args.model)
     write_json(args.tally, {"model": args.model, **tally})
     print(f"predict: {len(voc)} images of shard {args.shard} of {args.split} -> {args.out}")

@@ -3,8 +3,8 @@ from pipeline.affinity.propagate import argmax_confusion, propagate
 from pipeline.core.device import resolve_device, set_threads
 from pipeline.core.store import ArtifactReader
 from pipeline.models.affinity_net import load_affinity_net
-from stages._args import add_dataset, add_runtime, add_shard, parser, shard_datasets, write_json
-from stages._settings import add_settings, settings
+from stages._args import add_dataset, add_runtime, add_shard, parse, parser, shard_datasets, write_json
+from stages._settings import add_settings
 
 
 def main(argv=None) -> None:
@@ -17,8 +17,7 @@ def main(argv=None) -> None:
     p.add_argument("--backbone", default=None, help="expected backbone (config); a mismatch is an error")
     p.add_argument("--method", required=True)
     add_settings(p, "propagate")
-    args = p.parse_args(argv)
-    cfg = settings(args)
+    args, cfg = parse(p, argv)
 
     set_threads(args.threads)
     voc, eval_voc = shard_datasets(args, eval_split=True)

@@ -2,8 +2,8 @@
 from pipeline.core.device import set_threads
 from pipeline.core.store import ArtifactReader
 from pipeline.refine.pseudo_labels import refine
-from stages._args import add_dataset, add_shard, parser, shard_datasets, write_json
-from stages._settings import add_settings, settings
+from stages._args import add_dataset, add_shard, parse, parser, shard_datasets, write_json
+from stages._settings import add_settings
 
 
 def main(argv=None) -> None:
@@ -15,8 +15,7 @@ def main(argv=None) -> None:
     p.add_argument("--bg-threshold", type=float, required=True, help="background of CAM maps (seeds.bg_threshold)")
     add_settings(p, "refine")
     p.add_argument("--workers", type=int, default=1, help="processes refining images")
-    args = p.parse_args(argv)
-    cfg = settings(args)
+    args, cfg = parse(p, argv)
 
     set_threads(1)   # one thread per worker process: images run in parallel instead
     voc, eval_voc = shard_datasets(args, eval_split=True)
