@@ -29,13 +29,30 @@ def dataset(args, split: str):
     return open_split(args.root, args.classes, split, args.coco_cache)
 
 
-def add_cams_scoring(p: argparse.ArgumentParser, stage: str) -> None:
-    """A stage that scores one method's CAMs on a split into a JSON report (seeds, boxes)."""
+def cams_scoring(description: str, stage: str, argv, masks: bool):
+    """A stage that scores one method's CAMs on a split into a JSON report (seeds, boxes):
+    (arguments, settings, the split's reader, checked)."""
+    p = parser(description)
     add_dataset(p)
     p.add_argument("--cams", required=True, help="HDF5 written by extract_cams")
     p.add_argument("--method", required=True)
     add_settings(p, stage)
     p.add_argument("--out", required=True, help="JSON output")
+    args, cfg = parse(p, argv)
+    voc = dataset(args, args.split)
+    voc.check(masks=masks)
+    return args, cfg, voc
+
+
+def shard_parser(description: str, what: str, eval_split: bool = False, runtime: bool = True):
+    """The parser of a per-image stage: its dataset (and the split it scores), device and threads,
+    its shard and outputs (`what` the HDF5 holds)."""
+    p = parser(description)
+    add_dataset(p, split_flags=("--split", "--eval-split") if eval_split else ("--split",))
+    if runtime:
+        add_runtime(p)
+    add_shard(p, what)
+    return p
 
 
 def parse(p: argparse.ArgumentParser, argv) -> tuple[argparse.Namespace, dict]:

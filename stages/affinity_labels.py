@@ -1,14 +1,12 @@
 """Confident affinity labels of one shard from the CAMs, via two dense CRFs: python -m stages.affinity_labels ..."""
 from pipeline.affinity.labels import labels_confusion, make_labels
 from pipeline.core.store import ArtifactReader
-from stages._args import add_dataset, add_shard, parse, parser, shard_datasets, write_json
+from stages._args import parse, shard_datasets, shard_parser, write_json
 from stages._settings import add_settings
 
 
 def main(argv=None) -> None:
-    p = parser(__doc__)
-    add_dataset(p, split_flags=("--split", "--eval-split"))
-    add_shard(p, "uint8 labels, 255 = ignore")
+    p = shard_parser(__doc__, "uint8 labels, 255 = ignore", eval_split=True, runtime=False)
     p.add_argument("--cams", required=True, help="HDF5 written by extract_cams")
     add_settings(p, "affinity_labels")
     p.add_argument("--workers", type=int, default=1, help="processes running the CRF")

@@ -2,16 +2,11 @@
 from pipeline.cams.boxes import evaluate
 from pipeline.cams.seeds import sweep_values
 from pipeline.core.store import ArtifactReader
-from stages._args import add_cams_scoring, dataset, parse, parser, write_json
+from stages._args import cams_scoring, write_json
 
 
 def main(argv=None) -> None:
-    p = parser(__doc__)
-    add_cams_scoring(p, "evaluate_boxes")
-    args, cfg = parse(p, argv)
-
-    voc = dataset(args, args.split)
-    voc.check(masks=False)
+    args, cfg, voc = cams_scoring(__doc__, "evaluate_boxes", argv, masks=False)
     result = evaluate(ArtifactReader(args.cams), voc, sweep_values(*cfg["sweep"]), cfg["mode"],
                       cfg["threshold"], cfg["iou"])
     write_json(args.out, {"method": args.method, **result})

@@ -1,16 +1,11 @@
 """Score CAM seeds against the ground truth of a split: python -m stages.evaluate_seeds ..."""
 from pipeline.cams.seeds import evaluate, sweep_values
 from pipeline.core.store import ArtifactReader
-from stages._args import add_cams_scoring, dataset, parse, parser, write_json
+from stages._args import cams_scoring, write_json
 
 
 def main(argv=None) -> None:
-    p = parser(__doc__)
-    add_cams_scoring(p, "evaluate_seeds")
-    args, cfg = parse(p, argv)
-
-    voc = dataset(args, args.split)
-    voc.check(masks=True)
+    args, cfg, voc = cams_scoring(__doc__, "evaluate_seeds", argv, masks=True)
     result = evaluate(ArtifactReader(args.cams), voc, cfg["bg_threshold"], sweep_values(*cfg["sweep"]))
     write_json(args.out, {"method": args.method, **result})
     best = result["best_on_curve"]

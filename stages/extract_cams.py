@@ -3,15 +3,12 @@ from pipeline.cams.extract import extract
 from pipeline.core.cam_methods import ALL_METHODS
 from pipeline.core.device import resolve_device, set_threads
 from pipeline.models.classifier import load_classifier
-from stages._args import add_dataset, add_runtime, add_shard, check_classes, parse, parser, shard_datasets, write_json
+from stages._args import check_classes, parse, shard_datasets, shard_parser, write_json
 from stages._settings import add_settings
 
 
 def main(argv=None) -> None:
-    p = parser(__doc__)
-    add_dataset(p)
-    add_runtime(p)
-    add_shard(p, "float16 maps with attribute `classes`")
+    p = shard_parser(__doc__, "float16 maps with attribute `classes`")
     p.add_argument("--classifier", required=True, help="checkpoint written by train_classifier")
     p.add_argument("--backbone", default=None, help="expected backbone (config); a mismatch is an error")
     p.add_argument("--method", default="cam", choices=ALL_METHODS)

@@ -2,15 +2,12 @@
 from pipeline.core.device import resolve_device, set_threads
 from pipeline.models.segnet import load_segnet
 from pipeline.segmentation.predict import predict
-from stages._args import add_dataset, add_runtime, add_shard, check_classes, parse, parser, shard_datasets, write_json
+from stages._args import check_classes, parse, shard_datasets, shard_parser, write_json
 from stages._settings import add_settings
 
 
 def main(argv=None) -> None:
-    p = parser(__doc__)
-    add_dataset(p)
-    add_runtime(p)
-    add_shard(p, "uint8 label maps")
+    p = shard_parser(__doc__, "uint8 label maps")
     p.add_argument("--model", required=True, help="checkpoint written by stages.train_segmentation")
     p.add_argument("--backbone", required=True, help="segmentation.backbone from config (checked against the checkpoint)")
     add_settings(p, "predict")

@@ -3,15 +3,12 @@ from pipeline.affinity.propagate import argmax_confusion, propagate
 from pipeline.core.device import resolve_device, set_threads
 from pipeline.core.store import ArtifactReader
 from pipeline.models.affinity_net import load_affinity_net
-from stages._args import add_dataset, add_runtime, add_shard, parse, parser, shard_datasets, write_json
+from stages._args import parse, shard_datasets, shard_parser, write_json
 from stages._settings import add_settings
 
 
 def main(argv=None) -> None:
-    p = parser(__doc__)
-    add_dataset(p, split_flags=("--split", "--eval-split"))
-    add_runtime(p)
-    add_shard(p, "float16 maps, background first")
+    p = shard_parser(__doc__, "float16 maps, background first", eval_split=True)
     p.add_argument("--cams", required=True, help="HDF5 written by extract_cams")
     p.add_argument("--affinity", required=True, help="checkpoint written by train_affinity")
     p.add_argument("--backbone", default=None, help="expected backbone (config); a mismatch is an error")

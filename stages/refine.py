@@ -2,14 +2,12 @@
 from pipeline.core.device import set_threads
 from pipeline.core.store import ArtifactReader
 from pipeline.refine.pseudo_labels import refine
-from stages._args import add_dataset, add_shard, parse, parser, shard_datasets, write_json
+from stages._args import parse, shard_datasets, shard_parser, write_json
 from stages._settings import add_settings
 
 
 def main(argv=None) -> None:
-    p = parser(__doc__)
-    add_dataset(p, split_flags=("--split", "--eval-split"))
-    add_shard(p, "uint8 labels, 255 = ignore")
+    p = shard_parser(__doc__, "uint8 labels, 255 = ignore", eval_split=True, runtime=False)
     p.add_argument("--maps", required=True, help="HDF5 of class maps: cams/{method}.h5 or rw/{method}.h5")
     p.add_argument("--method", required=True)
     p.add_argument("--bg-threshold", type=float, required=True, help="background of CAM maps (seeds.bg_threshold)")
