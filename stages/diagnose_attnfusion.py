@@ -4,7 +4,7 @@ from pipeline.cams.attnfusion_diagnosis import diagnose
 from pipeline.cams.seeds import sweep_values
 from pipeline.core.device import resolve_device, set_threads
 from pipeline.models.classifier import load_classifier
-from stages._args import add_dataset, add_runtime, dataset, parser, write_json
+from stages._args import add_dataset, add_runtime, dataset, json_arg, parser, write_json
 
 
 def main(argv=None) -> None:

@@ -20,9 +20,11 @@ STAGE_MODULES = sorted(m.name for m in pkgutil.iter_modules(stages.__path__) if 
 
 
 @pytest.mark.parametrize("name", STAGE_MODULES)
-def test_every_stage_has_a_main_and_a_console_script(name):
+def test_every_stage_has_a_main_and_a_console_script(name, capsys):
     module = importlib.import_module(f"stages.{name}")   # importing runs nothing
-    assert callable(module.main)
+    with pytest.raises(SystemExit) as done:
+        module.main(["--help"])
+    assert done.value.code == 0 and "usage:" in capsys.readouterr().out
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert f"stages.{name}:main" in scripts.values()
 
