@@ -103,6 +103,8 @@ def add_settings(p: argparse.ArgumentParser, stage: str, defaults: str | None = 
     for key in keys:
         spec = properties[key]
         help_text = spec.get("description", f"{section}.{key}")
+        if ("$ref" in spec or spec.get("type") == "object") and "JSON" not in help_text:
+            help_text += " (JSON object)"
         if key in base:
             help_text += f" (default: {json.dumps(base[key])})"
         if spec.get("type") == "boolean":
