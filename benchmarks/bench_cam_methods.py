@@ -1,8 +1,8 @@
 """Cost of each CAM method per scale, relative to one plain forward + backward of the same network.
 
 For every method (config cams.methods): the time of the maps of all the image's classes at one
-scale, image + flipped copy, through the stage's own entry point (pipeline.cams.multiscale_cam,
-pipeline.vit_cams.vit_multiscale_cam with scales [1.0]), divided by the time of one forward pass
+scale, image + flipped copy, through the stage's own entry point (pipeline.cams.extract.multiscale_cam,
+pipeline.cams.vit.vit_multiscale_cam with scales [1.0]), divided by the time of one forward pass
 and a full backward (parameter gradients included) of the same network on the same 2-image
 batch. Target: every method <= 1.5x. The networks are the config's classifier and ViT-hybrid,
 freshly initialised (cost does not depend on the weights). Run from the repo root:
@@ -21,13 +21,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks._timing import median_seconds  # noqa: E402
-from pipeline import config as cfgmod  # noqa: E402
-from pipeline.cams import multiscale_cam  # noqa: E402
+from pipeline.cams.extract import multiscale_cam  # noqa: E402
+from pipeline.cams.vit import vit_multiscale_cam  # noqa: E402
+from pipeline.core import config as cfgmod  # noqa: E402
+from pipeline.core.cam_methods import CNN_METHODS, VIT_METHODS  # noqa: E402
+from pipeline.core.device import set_threads  # noqa: E402
 from pipeline.data.transforms import to_tensor  # noqa: E402
-from pipeline.device import set_threads  # noqa: E402
-from pipeline.methods import CNN_METHODS, VIT_METHODS  # noqa: E402
-from pipeline.models.classifier import build_classifier, normalisation  # noqa: E402
-from pipeline.vit_cams import vit_multiscale_cam  # noqa: E402
+from pipeline.models.backbone import normalisation  # noqa: E402
+from pipeline.models.classifier import build_classifier  # noqa: E402
 
 import torch  # noqa: E402  (after pipeline, which sets OpenMP's policy before torch loads)
 

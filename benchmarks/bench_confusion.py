@@ -1,4 +1,4 @@
-"""Throughput of pipeline.metrics.ConfusionAccumulator vs a plain masked bincount.
+"""Throughput of pipeline.maps.metrics.ConfusionAccumulator vs a plain masked bincount.
 
 Data: 1,449 synthetic VOC-val-sized label maps (500x375, a quarter 375x500),
 21 classes, 2-6 rectangles / ellipses on background 0 with a 6 px band of
@@ -20,7 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.metrics import ConfusionAccumulator  # noqa: E402
+from pipeline.maps.metrics import ConfusionAccumulator  # noqa: E402
 
 NUM_CLASSES = 21
 IGNORE = 255

@@ -1,14 +1,14 @@
-"""The sparse random walk (pipeline.random_walk) against the dense-matrix walk, idle and busy.
+"""The sparse random walk (pipeline.affinity.random_walk) against the dense-matrix walk, idle and busy.
 
 Setting (issue 18): a 512 x 512 image at stride 4 -> a 128 x 128 grid, N = 16,384 pixels;
 radius 5 (69 neighbours), beta 8, t = 2^8 = 256 steps, 3 maps (background + 2 classes).
 Features are smooth random fields, so affinities vary as on real images.
 
-  sparse: T built as a CSR matrix (float32, as pipeline.propagate runs it), 256 products T @ v
+  sparse: T built as a CSR matrix (float32, as pipeline.affinity.propagate runs it), 256 products T @ v
   dense:  the same T as a full N x N float64 matrix (2 GiB), 256 products T @ v: the walk as it
           was computed before, whose result is the reference for the float32 walk's difference
 
-Each walk runs in its own process with the config's `threads` (pipeline.device.set_threads), so
+Each walk runs in its own process with the config's `threads` (pipeline.core.device.set_threads), so
 peak memory is the rise of that process's peak RSS over its RSS with the inputs built. Every
 measurement is taken twice, back to back: idle, and beside one competing CPU-bound process
 (`python -c "while True: pass"`, started here; --no-busy skips it); the load average is printed
@@ -34,9 +34,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline import config as cfgmod  # noqa: E402  (first: it sets OpenMP's policy before torch loads)
-from pipeline.device import set_threads  # noqa: E402
-from pipeline.random_walk import random_walk, transition_matrix  # noqa: E402
+from pipeline.affinity.random_walk import random_walk, transition_matrix  # noqa: E402
+from pipeline.core import config as cfgmod  # noqa: E402  (first: it sets OpenMP's policy before torch loads)
+from pipeline.core.device import set_threads  # noqa: E402
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402

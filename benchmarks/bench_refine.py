@@ -22,14 +22,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._timing import median_seconds  # noqa: E402
-from pipeline import config  # noqa: E402
-from pipeline.crf import crf_labels, crf_softmax  # noqa: E402
+from pipeline.core import config  # noqa: E402
+from pipeline.core.device import set_threads  # noqa: E402
+from pipeline.core.store import ArtifactReader, ArtifactWriter  # noqa: E402
 from pipeline.data import demo  # noqa: E402
 from pipeline.data.voc import VOCDataset  # noqa: E402
-from pipeline.device import set_threads  # noqa: E402
-from pipeline.pamr import pamr  # noqa: E402
-from pipeline.refine import refine  # noqa: E402
-from pipeline.store import ArtifactReader, ArtifactWriter  # noqa: E402
+from pipeline.maps.crf import crf_labels, crf_softmax  # noqa: E402
+from pipeline.refine.pamr import pamr  # noqa: E402
+from pipeline.refine.pseudo_labels import refine  # noqa: E402
 
 import torch  # noqa: E402  (after pipeline, which sets OpenMP's policy before torch loads)
 

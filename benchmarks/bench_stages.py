@@ -29,7 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline import config as cfgmod  # noqa: E402
+from pipeline.core import config as cfgmod  # noqa: E402
 
 DATASET = "demo"
 
@@ -42,7 +42,8 @@ def stand_in(root: Path, config: dict, images: int) -> dict:
     """Demo-generated images and freshly initialised networks, saved as the training stages save them."""
     from pipeline.data import demo
     from pipeline.models.affinity_net import AffinityNet, save_affinity_net
-    from pipeline.models.classifier import build_classifier, normalisation, save_checkpoint
+    from pipeline.models.backbone import normalisation
+    from pipeline.models.classifier import build_classifier, save_checkpoint
 
     ds = config["datasets"][DATASET]
     gen = ds["generator"]

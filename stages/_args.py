@@ -5,9 +5,10 @@ import argparse
 import json
 from pathlib import Path
 
+from pipeline.core.device import loader_workers, set_threads
+from pipeline.core.shards import select_shard
 from pipeline.data.datasets import open_split
-from pipeline.device import loader_workers, set_threads
-from pipeline.shards import select_shard
+from stages._settings import add_settings, settings
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -28,6 +29,44 @@ def dataset(args, split: str):
     return open_split(args.root, args.classes, split, args.coco_cache)
 
 
+def cams_scoring(description: str, stage: str, argv, masks: bool):
+    """A stage that scores one method's CAMs on a split into a JSON report (seeds, boxes):
+    (arguments, settings, the split's reader, checked)."""
+    p = parser(description)
+    add_dataset(p)
+    p.add_argument("--cams", required=True, help="HDF5 written by extract_cams")
+    p.add_argument("--method", required=True)
+    add_settings(p, stage)
+    p.add_argument("--out", required=True, help="JSON output")
+    args, cfg = parse(p, argv)
+    voc = dataset(args, args.split)
+    voc.check(masks=masks)
+    return args, cfg, voc
+
+
+def shard_parser(description: str, what: str, eval_split: bool = False, runtime: bool = True):
+    """The parser of a per-image stage: its dataset (and the split it scores), device and threads,
+    its shard and outputs (`what` the HDF5 holds)."""
+    p = parser(description)
+    add_dataset(p, split_flags=("--split", "--eval-split") if eval_split else ("--split",))
+    if runtime:
+        add_runtime(p)
+    add_shard(p, what)
+    return p
+
+
+def parse(p: argparse.ArgumentParser, argv) -> tuple[argparse.Namespace, dict]:
+    """The arguments, and the stage's settings (stages/_settings.py)."""
+    args = p.parse_args(argv)
+    return args, settings(args)
+
+
+def check_classes(checkpoint: str, trained: list[str], classes: list[str]) -> None:
+    """A network answers in the classes it was trained on: another dataset's list is an error."""
+    if trained != classes:
+        raise SystemExit(f"{checkpoint} was trained on classes {trained}, this dataset has {classes}")
+
+
 def add_runtime(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -35,7 +74,7 @@ def add_runtime(p: argparse.ArgumentParser) -> None:
 
 def add_shard(p: argparse.ArgumentParser, what: str) -> None:
     """A per-image stage: which shard of the split it runs, and the tally it leaves for
-    stages.gather (pipeline/shards.py)."""
+    stages.gather (pipeline/core/shards.py)."""
     p.add_argument("--shard", default="1-of-1", help="k-of-n: every n-th image of the split, from the k-th on")
     p.add_argument("--out", required=True, help=f"HDF5 output of this shard ({what})")
     p.add_argument("--tally", required=True, help="JSON tally of this shard, for stages.gather")
@@ -51,18 +90,20 @@ def shard_datasets(args, eval_split: bool = False):
     return voc, eval_voc
 
 
-def add_training(p: argparse.ArgumentParser, section: str, report: str) -> None:
-    """What every training stage takes: its config section, the seed and the two outputs."""
-    p.add_argument("--cfg", required=True, type=json_arg, help=f"JSON of the {section} config section")
+def add_training(p: argparse.ArgumentParser, stage: str, report: str, defaults: str | None = None) -> None:
+    """What every training stage takes: its settings, the seed and the two outputs."""
+    add_settings(p, stage, defaults)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="checkpoint path (.pt)")
     p.add_argument("--report", required=True, help=report)
 
 
-def start_training(args) -> None:
-    """The job's torch threads, and its DataLoader workers (cfg `workers`) capped to them."""
+def start_training(args) -> dict:
+    """The job's torch threads; its settings, with the DataLoader workers (`workers`) capped to them."""
     set_threads(args.threads)
-    args.cfg["workers"] = loader_workers(args.cfg["workers"], args.threads)
+    cfg = settings(args)
+    cfg["workers"] = loader_workers(cfg["workers"], args.threads)
+    return cfg
 
 
 def json_arg(text: str) -> dict:

@@ -1,19 +1,24 @@
 """Confident affinity labels of one shard from the CAMs, via two dense CRFs: python -m stages.affinity_labels ..."""
-from pipeline.affinity_labels import labels_confusion, make_labels
-from pipeline.store import ArtifactReader
-from stages._args import add_dataset, add_shard, json_arg, parser, shard_datasets, write_json
+from pipeline.affinity.labels import labels_confusion, make_labels
+from pipeline.core.store import ArtifactReader
+from stages._args import parse, shard_datasets, shard_parser, write_json
+from stages._settings import add_settings
 
-p = parser(__doc__)
-add_dataset(p, split_flags=("--split", "--eval-split"))
-add_shard(p, "uint8 labels, 255 = ignore")
-p.add_argument("--cams", required=True, help="HDF5 written by extract_cams")
-p.add_argument("--cfg", required=True, type=json_arg, help="JSON of the affinity config section")
-p.add_argument("--workers", type=int, default=1, help="processes running the CRF")
-args = p.parse_args()
 
-voc, eval_voc = shard_datasets(args, eval_split=True)
-tally = make_labels(ArtifactReader(args.cams), voc, args.out, args.cfg, args.workers)
-confusion = labels_confusion(ArtifactReader(args.out), eval_voc)
-write_json(args.tally, {"split": args.split, "eval_split": args.eval_split, "eval_images": len(eval_voc), **tally,
-                        "confusion": [["labelled", confusion.tolist()]]})
-print(f"affinity_labels: {len(voc)} images of shard {args.shard} -> {args.out}")
+def main(argv=None) -> None:
+    p = shard_parser(__doc__, "uint8 labels, 255 = ignore", eval_split=True, runtime=False)
+    p.add_argument("--cams", required=True, help="HDF5 written by extract_cams")
+    add_settings(p, "affinity_labels")
+    p.add_argument("--workers", type=int, default=1, help="processes running the CRF")
+    args, cfg = parse(p, argv)
+
+    voc, eval_voc = shard_datasets(args, eval_split=True)
+    tally = make_labels(ArtifactReader(args.cams), voc, args.out, cfg, args.workers)
+    confusion = labels_confusion(ArtifactReader(args.out), eval_voc)
+    write_json(args.tally, {"split": args.split, "eval_split": args.eval_split, "eval_images": len(eval_voc), **tally,
+                            "confusion": [["labelled", confusion.tolist()]]})
+    print(f"affinity_labels: {len(voc)} images of shard {args.shard} -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()

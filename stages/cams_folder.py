@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from pipeline.device import resolve_device, set_threads
-from pipeline.export import cams_folder
-from pipeline.methods import ALL_METHODS
+from pipeline.cams.folder import cams_folder
+from pipeline.core.cam_methods import ALL_METHODS
+from pipeline.core.device import resolve_device, set_threads
 from pipeline.models.classifier import load_classifier
 
 

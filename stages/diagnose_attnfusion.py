@@ -1,38 +1,44 @@
 """Attention statistics and attnfusion's seed curves with and without refinement (README, CAM
 methods): python -m stages.diagnose_attnfusion ..."""
-from pipeline.attnfusion_diagnosis import diagnose
-from pipeline.device import resolve_device, set_threads
+from pipeline.cams.attnfusion_diagnosis import diagnose
+from pipeline.cams.seeds import sweep_values
+from pipeline.core.device import resolve_device, set_threads
 from pipeline.models.classifier import load_classifier
-from pipeline.seeds import sweep_values
 from stages._args import add_dataset, add_runtime, dataset, json_arg, parser, write_json
 
-p = parser(__doc__)
-add_dataset(p)
-add_runtime(p)
-p.add_argument("--classifier", required=True, help="ViT checkpoint written by train_classifier")
-p.add_argument("--images", type=int, default=None, help="only the first N images of the split")
-p.add_argument("--scales", type=json_arg, default=[1.0, 0.5, 1.5, 2.0])
-p.add_argument("--no-flip", dest="flip", action="store_false")
-p.add_argument("--sweep", type=json_arg, default=[0.05, 0.60, 0.05], help="start, stop, step")
-p.add_argument("--out", required=True, help="JSON output")
-args = p.parse_args()
 
-set_threads(args.threads)
-voc = dataset(args, args.split)
-voc = voc.subset(voc.ids[:args.images]) if args.images else voc
-voc.check(masks=True)
-model, meta = load_classifier(args.classifier)
-if "start_block" not in meta:
-    raise SystemExit(f"{args.classifier} is not a ViT classifier (no start_block in its metadata)")
-result = diagnose(model, meta, voc, args.scales, args.flip, sweep_values(*args.sweep), resolve_device(args.device))
-write_json(args.out, result)
-print(f"diagnose_attnfusion: {result['images']} images of {args.split}")
-print("block  entropy  row spread")
-for b, row in enumerate(result["blocks"]):
-    print(f"{b:5d}  {row['entropy']:.3f}    {row['row_spread']:.3f}")
-for name, curve in result["curves"].items():
-    best = max(curve, key=lambda r: r["miou"])
-    print(f"{name:20s} " + " ".join(f"{r['miou']:.3f}" for r in curve) + f"  best {best['miou']:.3f} at {best['threshold']}")
-r = result["refined_vs_unrefined"]
-print(f"refined vs unrefined maps: Pearson r mean {r['mean_r']:.3f} over {r['class_maps']} class maps, "
-      f"negative in {r['negative_fraction']:.2f}")
+def main(argv=None) -> None:
+    p = parser(__doc__)
+    add_dataset(p)
+    add_runtime(p)
+    p.add_argument("--classifier", required=True, help="ViT checkpoint written by train_classifier")
+    p.add_argument("--images", type=int, default=None, help="only the first N images of the split")
+    p.add_argument("--scales", type=json_arg, default=[1.0, 0.5, 1.5, 2.0])
+    p.add_argument("--no-flip", dest="flip", action="store_false")
+    p.add_argument("--sweep", type=json_arg, default=[0.05, 0.60, 0.05], help="start, stop, step")
+    p.add_argument("--out", required=True, help="JSON output")
+    args = p.parse_args(argv)
+
+    set_threads(args.threads)
+    voc = dataset(args, args.split)
+    voc = voc.subset(voc.ids[:args.images]) if args.images else voc
+    voc.check(masks=True)
+    model, meta = load_classifier(args.classifier)
+    if "start_block" not in meta:
+        raise SystemExit(f"{args.classifier} is not a ViT classifier (no start_block in its metadata)")
+    result = diagnose(model, meta, voc, args.scales, args.flip, sweep_values(*args.sweep), resolve_device(args.device))
+    write_json(args.out, result)
+    print(f"diagnose_attnfusion: {result['images']} images of {args.split}")
+    print("block  entropy  row spread")
+    for b, row in enumerate(result["blocks"]):
+        print(f"{b:5d}  {row['entropy']:.3f}    {row['row_spread']:.3f}")
+    for name, curve in result["curves"].items():
+        best = max(curve, key=lambda r: r["miou"])
+        print(f"{name:20s} " + " ".join(f"{r['miou']:.3f}" for r in curve) + f"  best {best['miou']:.3f} at {best['threshold']}")
+    r = result["refined_vs_unrefined"]
+    print(f"refined vs unrefined maps: Pearson r mean {r['mean_r']:.3f} over {r['class_maps']} class maps, "
+          f"negative in {r['negative_fraction']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

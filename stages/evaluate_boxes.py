@@ -1,24 +1,19 @@
 """Score WSOL boxes drawn from CAMs against the VOC boxes of a split: python -m stages.evaluate_boxes ..."""
-from pipeline.boxes import evaluate
-from pipeline.seeds import sweep_values
-from pipeline.store import ArtifactReader
-from stages._args import add_dataset, dataset, json_arg, parser, write_json
+from pipeline.cams.boxes import evaluate
+from pipeline.cams.seeds import sweep_values
+from pipeline.core.store import ArtifactReader
+from stages._args import cams_scoring, write_json
 
-p = parser(__doc__)
-add_dataset(p)
-p.add_argument("--cams", required=True, help="HDF5 written by extract_cams")
-p.add_argument("--method", required=True)
-p.add_argument("--cfg", required=True, type=json_arg,
-               help='JSON with threshold, sweep [start, stop, step], mode ("max" | "pas"), iou')
-p.add_argument("--out", required=True, help="JSON output")
-args = p.parse_args()
 
-cfg = args.cfg
-voc = dataset(args, args.split)
-voc.check(masks=False)
-result = evaluate(ArtifactReader(args.cams), voc, sweep_values(*cfg["sweep"]), cfg["mode"],
-                  cfg["threshold"], cfg["iou"])
-write_json(args.out, {"method": args.method, **result})
-print(f"evaluate_boxes: {args.method} CorLoc {result['corloc']:.4f} at {result['threshold']} "
-      f"({result['mode']}, IoU >= {result['iou']}), MaxBoxAcc {result['maxboxacc']:.4f} at "
-      f"{result['best_threshold']}, {result['pairs']} pairs over {result['images']} images")
+def main(argv=None) -> None:
+    args, cfg, voc = cams_scoring(__doc__, "evaluate_boxes", argv, masks=False)
+    result = evaluate(ArtifactReader(args.cams), voc, sweep_values(*cfg["sweep"]), cfg["mode"],
+                      cfg["threshold"], cfg["iou"])
+    write_json(args.out, {"method": args.method, **result})
+    print(f"evaluate_boxes: {args.method} CorLoc {result['corloc']:.4f} at {result['threshold']} "
+          f"({result['mode']}, IoU >= {result['iou']}), MaxBoxAcc {result['maxboxacc']:.4f} at "
+          f"{result['best_threshold']}, {result['pairs']} pairs over {result['images']} images")
+
+
+if __name__ == "__main__":
+    main()

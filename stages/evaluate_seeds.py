@@ -1,21 +1,18 @@
 """Score CAM seeds against the ground truth of a split: python -m stages.evaluate_seeds ..."""
-from pipeline.seeds import evaluate, sweep_values
-from pipeline.store import ArtifactReader
-from stages._args import add_dataset, dataset, json_arg, parser, write_json
+from pipeline.cams.seeds import evaluate, sweep_values
+from pipeline.core.store import ArtifactReader
+from stages._args import cams_scoring, write_json
 
-p = parser(__doc__)
-add_dataset(p)
-p.add_argument("--cams", required=True, help="HDF5 written by extract_cams")
-p.add_argument("--method", required=True)
-p.add_argument("--cfg", required=True, type=json_arg, help="JSON of the seeds config section")
-p.add_argument("--out", required=True, help="JSON output")
-args = p.parse_args()
 
-voc = dataset(args, args.split)
-voc.check(masks=True)
-result = evaluate(ArtifactReader(args.cams), voc, args.cfg["bg_threshold"], sweep_values(*args.cfg["sweep"]))
-write_json(args.out, {"method": args.method, **result})
-best = result["best_on_curve"]
-print(f"evaluate_seeds: {args.method} seed mIoU {result['miou']:.4f} at bg {result['threshold']} "
-      f"(best on the sweep {best['miou']:.4f} at {best['threshold']}), fg precision "
-      f"{result['fg_precision']:.3f} recall {result['fg_recall']:.3f}")
+def main(argv=None) -> None:
+    args, cfg, voc = cams_scoring(__doc__, "evaluate_seeds", argv, masks=True)
+    result = evaluate(ArtifactReader(args.cams), voc, cfg["bg_threshold"], sweep_values(*cfg["sweep"]))
+    write_json(args.out, {"method": args.method, **result})
+    best = result["best_on_curve"]
+    print(f"evaluate_seeds: {args.method} seed mIoU {result['miou']:.4f} at bg {result['threshold']} "
+          f"(best on the sweep {best['miou']:.4f} at {best['threshold']}), fg precision "
+          f"{result['fg_precision']:.3f} recall {result['fg_recall']:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from pipeline.export import export_label_pngs
+from pipeline.data.folders import export_label_pngs
 
 
 def main(argv=None) -> None:

@@ -1,28 +1,31 @@
 """Extract class activation maps of one shard into an HDF5 file: python -m stages.extract_cams ..."""
-from pipeline.cams import extract
-from pipeline.device import resolve_device, set_threads
-from pipeline.methods import ALL_METHODS
+from pipeline.cams.extract import extract
+from pipeline.core.cam_methods import ALL_METHODS
+from pipeline.core.device import resolve_device, set_threads
 from pipeline.models.classifier import load_classifier
-from stages._args import add_dataset, add_runtime, add_shard, json_arg, parser, shard_datasets, write_json
+from stages._args import check_classes, parse, shard_datasets, shard_parser, write_json
+from stages._settings import add_settings
 
-p = parser(__doc__)
-add_dataset(p)
-add_runtime(p)
-add_shard(p, "float16 maps with attribute `classes`")
-p.add_argument("--classifier", required=True, help="checkpoint written by train_classifier")
-p.add_argument("--backbone", default=None, help="expected backbone (config); a mismatch is an error")
-p.add_argument("--method", default="cam", choices=ALL_METHODS)
-p.add_argument("--cfg", required=True, type=json_arg, help="JSON of the cams config section")
-p.add_argument("--workers", type=int, default=1)
-args = p.parse_args()
 
-set_threads(args.threads)
-voc, _ = shard_datasets(args)
-model, meta = load_classifier(args.classifier, args.backbone)
-if meta["classes"] != args.classes:
-    raise SystemExit(f"{args.classifier} was trained on classes {meta['classes']}, not {args.classes}")
-tally = extract(model, meta, voc, args.out, args.cfg["scales"], args.cfg["flip"], resolve_device(args.device),
-                args.method, args.cfg["fullycam_levels"], args.workers, classifier=args.classifier)
-write_json(args.tally, {"method": args.method, "split": args.split, **tally})
-print(f"extract_cams: {args.method} maps of {len(voc)} images of shard {args.shard} ({tally['computed_now']} "
-      f"computed now in {tally['seconds']:.1f} s) -> {args.out}")
+def main(argv=None) -> None:
+    p = shard_parser(__doc__, "float16 maps with attribute `classes`")
+    p.add_argument("--classifier", required=True, help="checkpoint written by train_classifier")
+    p.add_argument("--backbone", default=None, help="expected backbone (config); a mismatch is an error")
+    p.add_argument("--method", default="cam", choices=ALL_METHODS)
+    add_settings(p, "extract_cams")
+    p.add_argument("--workers", type=int, default=1)
+    args, cfg = parse(p, argv)
+
+    set_threads(args.threads)
+    voc, _ = shard_datasets(args)
+    model, meta = load_classifier(args.classifier, args.backbone)
+    check_classes(args.classifier, meta["classes"], args.classes)
+    tally = extract(model, meta, voc, args.out, cfg["scales"], cfg["flip"], resolve_device(args.device),
+                    args.method, cfg["fullycam_levels"], args.workers, classifier=args.classifier)
+    write_json(args.tally, {"method": args.method, "split": args.split, **tally})
+    print(f"extract_cams: {args.method} maps of {len(voc)} images of shard {args.shard} ({tally['computed_now']} "
+          f"computed now in {tally['seconds']:.1f} s) -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -2,21 +2,27 @@
 import json
 from pathlib import Path
 
-from pipeline.shards import gather
+from pipeline.core.shards import gather
 from stages._args import parser, write_json
 
-p = parser(__doc__)
-p.add_argument("--classes", required=True, type=json.loads, help="JSON list of class names, background first")
-p.add_argument("--shards", nargs="+", required=True, help="the shards' HDF5 files")
-p.add_argument("--tallies", nargs="+", required=True, help="the shards' JSON tallies, same order")
-p.add_argument("--out", required=True, help="the merged HDF5 artifact")
-p.add_argument("--report", required=True, help="the stage's JSON report")
-args = p.parse_args()
 
-if len(args.shards) != len(args.tallies):
-    raise SystemExit(f"{len(args.shards)} shard files but {len(args.tallies)} tallies")
-tallies = [json.loads(Path(t).read_text()) for t in args.tallies]
-report = gather(args.shards, tallies, args.tallies, args.out, args.classes)
-write_json(args.report, report)
-score = f", mIoU {report['miou']:.4f} on {report['eval_split']}" if report.get("miou") is not None else ""
-print(f"gather: {report['images']} images from {len(args.shards)} shards{score} -> {args.out}")
+def main(argv=None) -> None:
+    p = parser(__doc__)
+    p.add_argument("--classes", required=True, type=json.loads, help="JSON list of class names, background first")
+    p.add_argument("--shards", nargs="+", required=True, help="the shards' HDF5 files")
+    p.add_argument("--tallies", nargs="+", required=True, help="the shards' JSON tallies, same order")
+    p.add_argument("--out", required=True, help="the merged HDF5 artifact")
+    p.add_argument("--report", required=True, help="the stage's JSON report")
+    args = p.parse_args(argv)
+
+    if len(args.shards) != len(args.tallies):
+        raise SystemExit(f"{len(args.shards)} shard files but {len(args.tallies)} tallies")
+    tallies = [json.loads(Path(t).read_text()) for t in args.tallies]
+    report = gather(args.shards, tallies, args.tallies, args.out, args.classes)
+    write_json(args.report, report)
+    score = f", mIoU {report['miou']:.4f} on {report['eval_split']}" if report.get("miou") is not None else ""
+    print(f"gather: {report['images']} images from {len(args.shards)} shards{score} -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -10,24 +10,30 @@ from tqdm import tqdm
 from pipeline.data import coco_export, demo
 from stages._args import json_arg, parser
 
-p = parser(__doc__)
-p.add_argument("--out", required=True, help="dataset root to write")
-p.add_argument("--classes", required=True, type=json.loads)
-p.add_argument("--generator", required=True, type=json_arg,
-               help="JSON: seed, n_train, n_val, min_size, max_size, format (voc | coco)")
-args = p.parse_args()
-layout = args.generator.pop("format", "voc")
-progress = lambda jobs: tqdm(jobs, desc="demo images")  # noqa: E731
-if layout == "coco":
-    # the same images and masks as the VOC-layout demo, converted (pipeline/data/coco_export.py)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=Path(args.out).parent) as tmp:
-        demo.generate(tmp, args.classes, progress=progress, **args.generator)
-        shutil.rmtree(args.out + ".partial", ignore_errors=True)   # a leftover of an interrupted run
-        coco_export.export(tmp, Path(args.out + ".partial"), args.classes)
-    shutil.rmtree(args.out, ignore_errors=True)
-    Path(args.out + ".partial").rename(args.out)
-else:
-    demo.generate(args.out, args.classes, progress=progress, **args.generator)
-print(f"make_demo: {args.generator['n_train']} train + {args.generator['n_val']} val images in {args.out} "
-      f"({layout} layout)")
+
+def main(argv=None) -> None:
+    p = parser(__doc__)
+    p.add_argument("--out", required=True, help="dataset root to write")
+    p.add_argument("--classes", required=True, type=json.loads)
+    p.add_argument("--generator", required=True, type=json_arg,
+                   help="JSON: seed, n_train, n_val, min_size, max_size, format (voc | coco)")
+    args = p.parse_args(argv)
+    layout = args.generator.pop("format", "voc")
+    progress = lambda jobs: tqdm(jobs, desc="demo images")  # noqa: E731
+    if layout == "coco":
+        # the same images and masks as the VOC-layout demo, converted (pipeline/data/coco_export.py)
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=Path(args.out).parent) as tmp:
+            demo.generate(tmp, args.classes, progress=progress, **args.generator)
+            shutil.rmtree(args.out + ".partial", ignore_errors=True)   # a leftover of an interrupted run
+            coco_export.export(tmp, Path(args.out + ".partial"), args.classes)
+        shutil.rmtree(args.out, ignore_errors=True)
+        Path(args.out + ".partial").rename(args.out)
+    else:
+        demo.generate(args.out, args.classes, progress=progress, **args.generator)
+    print(f"make_demo: {args.generator['n_train']} train + {args.generator['n_val']} val images in {args.out} "
+          f"({layout} layout)")
+
+
+if __name__ == "__main__":
+    main()

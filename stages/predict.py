@@ -1,23 +1,26 @@
 """Predict label maps of one shard of a split with a trained segmentation network: python -m stages.predict ..."""
-from pipeline.device import resolve_device, set_threads
+from pipeline.core.device import resolve_device, set_threads
 from pipeline.models.segnet import load_segnet
-from pipeline.predict import predict
-from stages._args import add_dataset, add_runtime, add_shard, json_arg, parser, shard_datasets, write_json
+from pipeline.segmentation.predict import predict
+from stages._args import check_classes, parse, shard_datasets, shard_parser, write_json
+from stages._settings import add_settings
 
-p = parser(__doc__)
-add_dataset(p)
-add_runtime(p)
-add_shard(p, "uint8 label maps")
-p.add_argument("--model", required=True, help="checkpoint written by stages.train_segmentation")
-p.add_argument("--backbone", required=True, help="segmentation.backbone from config (checked against the checkpoint)")
-p.add_argument("--cfg", required=True, type=json_arg, help="JSON of the segmentation test settings")
-args = p.parse_args()
 
-set_threads(args.threads)
-voc, _ = shard_datasets(args)
-model, meta = load_segnet(args.model, args.backbone)
-if meta["classes"] != voc.classes:
-    raise SystemExit(f"{args.model} was trained on classes {meta['classes']}, this dataset has {voc.classes}")
-tally = predict(model, meta, voc, args.out, args.cfg, resolve_device(args.device), checkpoint=args.model)
-write_json(args.tally, {"model": args.model, **tally})
-print(f"predict: {len(voc)} images of shard {args.shard} of {args.split} -> {args.out}")
+def main(argv=None) -> None:
+    p = shard_parser(__doc__, "uint8 label maps")
+    p.add_argument("--model", required=True, help="checkpoint written by stages.train_segmentation")
+    p.add_argument("--backbone", required=True, help="segmentation.backbone from config (checked against the checkpoint)")
+    add_settings(p, "predict")
+    args, cfg = parse(p, argv)
+
+    set_threads(args.threads)
+    voc, _ = shard_datasets(args)
+    model, meta = load_segnet(args.model, args.backbone)
+    check_classes(args.model, meta["classes"], voc.classes)
+    tally = predict(model, meta, voc, args.out, cfg, resolve_device(args.device), checkpoint=args.model)
+    write_json(args.tally, {"model": args.model, **tally})
+    print(f"predict: {len(voc)} images of shard {args.shard} of {args.split} -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()

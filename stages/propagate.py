@@ -1,28 +1,32 @@
 """Random-walk propagation of one shard's CAMs over AffinityNet affinities: python -m stages.propagate ..."""
-from pipeline.device import resolve_device, set_threads
+from pipeline.affinity.propagate import argmax_confusion, propagate
+from pipeline.core.device import resolve_device, set_threads
+from pipeline.core.store import ArtifactReader
 from pipeline.models.affinity_net import load_affinity_net
-from pipeline.propagate import argmax_confusion, propagate
-from pipeline.store import ArtifactReader
-from stages._args import add_dataset, add_runtime, add_shard, json_arg, parser, shard_datasets, write_json
+from stages._args import parse, shard_datasets, shard_parser, write_json
+from stages._settings import add_settings
 
-p = parser(__doc__)
-add_dataset(p, split_flags=("--split", "--eval-split"))
-add_runtime(p)
-add_shard(p, "float16 maps, background first")
-p.add_argument("--cams", required=True, help="HDF5 written by extract_cams")
-p.add_argument("--affinity", required=True, help="checkpoint written by train_affinity")
-p.add_argument("--backbone", default=None, help="expected backbone (config); a mismatch is an error")
-p.add_argument("--method", required=True)
-p.add_argument("--cfg", required=True, type=json_arg, help="JSON of the random_walk config section")
-args = p.parse_args()
 
-set_threads(args.threads)
-voc, eval_voc = shard_datasets(args, eval_split=True)
-model, meta = load_affinity_net(args.affinity, args.backbone)
-tally = propagate(model, meta, ArtifactReader(args.cams), voc, args.out, args.cfg, resolve_device(args.device),
-                  affinity=args.affinity)
-confusion = argmax_confusion(ArtifactReader(args.out), eval_voc, desc="random-walk mIoU")
-write_json(args.tally, {"method": args.method, "split": args.split, "eval_split": args.eval_split,
-                        "eval_images": len(eval_voc), **tally, "confusion": [["rw", confusion.tolist()]]})
-print(f"propagate: {args.method} random walk of {len(voc)} images of shard {args.shard} ({tally['computed_now']} "
-      f"computed now) -> {args.out}")
+def main(argv=None) -> None:
+    p = shard_parser(__doc__, "float16 maps, background first", eval_split=True)
+    p.add_argument("--cams", required=True, help="HDF5 written by extract_cams")
+    p.add_argument("--affinity", required=True, help="checkpoint written by train_affinity")
+    p.add_argument("--backbone", default=None, help="expected backbone (config); a mismatch is an error")
+    p.add_argument("--method", required=True)
+    add_settings(p, "propagate")
+    args, cfg = parse(p, argv)
+
+    set_threads(args.threads)
+    voc, eval_voc = shard_datasets(args, eval_split=True)
+    model, meta = load_affinity_net(args.affinity, args.backbone)
+    tally = propagate(model, meta, ArtifactReader(args.cams), voc, args.out, cfg, resolve_device(args.device),
+                      affinity=args.affinity)
+    confusion = argmax_confusion(ArtifactReader(args.out), eval_voc, desc="random-walk mIoU")
+    write_json(args.tally, {"method": args.method, "split": args.split, "eval_split": args.eval_split,
+                            "eval_images": len(eval_voc), **tally, "confusion": [["rw", confusion.tolist()]]})
+    print(f"propagate: {args.method} random walk of {len(voc)} images of shard {args.shard} ({tally['computed_now']} "
+          f"computed now) -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -2,8 +2,8 @@
 import json
 from pathlib import Path
 
-from pipeline import report
-from pipeline.store import ArtifactReader
+from pipeline.core.store import ArtifactReader
+from pipeline.evaluation import report
 from stages._args import add_dataset, dataset, parser
 
 
@@ -16,38 +16,43 @@ def read(path: str) -> dict:
     return json.loads(Path(path).read_text())
 
 
-p = parser(__doc__)
-add_dataset(p, split_flags=("--split", "--val-split"))
-p.add_argument("--title", required=True)
-p.add_argument("--miou", required=True, help="miou.json of the run")
-p.add_argument("--seeds", nargs="+", required=True, help="seed reports, method=path")
-p.add_argument("--histories", nargs="+", required=True, help="training reports with a 'history', name=path")
-p.add_argument("--cams", required=True)
-p.add_argument("--rw", default=None, help="random-walk maps, when the run has them")
-p.add_argument("--pseudo", required=True)
-p.add_argument("--preds", nargs="+", required=True, help="val predictions, name=path")
-p.add_argument("--samples", type=int, default=4, help="images per overlay grid")
-p.add_argument("--voc-anchors", action="store_true", help="show the published VOC figures beside the ladder")
-p.add_argument("--coco-anchors", action="store_true", help="show the published COCO 2014 figures beside the ladder")
-p.add_argument("--out", required=True)
-args = p.parse_args()
+def main(argv=None) -> None:
+    p = parser(__doc__)
+    add_dataset(p, split_flags=("--split", "--val-split"))
+    p.add_argument("--title", required=True)
+    p.add_argument("--miou", required=True, help="miou.json of the run")
+    p.add_argument("--seeds", nargs="+", required=True, help="seed reports, method=path")
+    p.add_argument("--histories", nargs="+", required=True, help="training reports with a 'history', name=path")
+    p.add_argument("--cams", required=True)
+    p.add_argument("--rw", default=None, help="random-walk maps, when the run has them")
+    p.add_argument("--pseudo", required=True)
+    p.add_argument("--preds", nargs="+", required=True, help="val predictions, name=path")
+    p.add_argument("--samples", type=int, default=4, help="images per overlay grid")
+    p.add_argument("--voc-anchors", action="store_true", help="show the published VOC figures beside the ladder")
+    p.add_argument("--coco-anchors", action="store_true", help="show the published COCO 2014 figures beside the ladder")
+    p.add_argument("--out", required=True)
+    args = p.parse_args(argv)
 
-train, val = dataset(args, args.split), dataset(args, args.val_split)
-miou = read(args.miou)
-sections = [
-    report.ladder_section(miou, report.VOC_ANCHORS if args.voc_anchors else
-                          report.COCO_ANCHORS if args.coco_anchors else None,
-                          "COCO 2014" if args.coco_anchors else "VOC"),
-    report.per_class_section(miou, args.classes),
-    report.seed_curves_section({m: read(path) for m, path in named(args.seeds).items()}),
-    report.training_section({name: read(path)["history"] for name, path in named(args.histories).items()}),
-    report.train_overlays(train, ArtifactReader(args.cams), ArtifactReader(args.rw) if args.rw else None,
-                          ArtifactReader(args.pseudo), train.ids[:args.samples]),
-    report.val_overlays(val, {name: ArtifactReader(path) for name, path in named(args.preds).items()},
-                        val.ids[:args.samples]),
-]
-out = Path(args.out)
-tmp = out.with_name(out.name + ".tmp")
-tmp.write_text(report.render(args.title, sections))
-tmp.replace(out)
-print(f"report: {len(sections)} sections, {args.samples} sample images per grid -> {out}")
+    train, val = dataset(args, args.split), dataset(args, args.val_split)
+    miou = read(args.miou)
+    sections = [
+        report.ladder_section(miou, report.VOC_ANCHORS if args.voc_anchors else
+                              report.COCO_ANCHORS if args.coco_anchors else None,
+                              "COCO 2014" if args.coco_anchors else "VOC"),
+        report.per_class_section(miou, args.classes),
+        report.seed_curves_section({m: read(path) for m, path in named(args.seeds).items()}),
+        report.training_section({name: read(path)["history"] for name, path in named(args.histories).items()}),
+        report.train_overlays(train, ArtifactReader(args.cams), ArtifactReader(args.rw) if args.rw else None,
+                              ArtifactReader(args.pseudo), train.ids[:args.samples]),
+        report.val_overlays(val, {name: ArtifactReader(path) for name, path in named(args.preds).items()},
+                            val.ids[:args.samples]),
+    ]
+    out = Path(args.out)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(report.render(args.title, sections))
+    tmp.replace(out)
+    print(f"report: {len(sections)} sections, {args.samples} sample images per grid -> {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from pipeline.device import resolve_device, set_threads
-from pipeline.export import segment_folder
+from pipeline.core.device import resolve_device, set_threads
 from pipeline.models.segnet import load_segnet
+from pipeline.segmentation.folder import segment_folder
 
 
 def main(argv=None) -> None:

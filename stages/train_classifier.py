@@ -1,19 +1,25 @@
 """Train the multi-label classifier: python -m stages.train_classifier --root R --classes JSON ..."""
-from pipeline.device import resolve_device
-from pipeline.train_classifier import train
+from pipeline.classifier.train import train
+from pipeline.core.device import resolve_device
 from stages._args import add_dataset, add_runtime, add_training, dataset, parser, start_training, write_json
 
-p = parser(__doc__)
-add_dataset(p, split_flags=("--train-split", "--val-split"))
-add_runtime(p)
-add_training(p, "classifier", "JSON with val mAP and the loss curve")
-args = p.parse_args()
 
-start_training(args)
-train_voc = dataset(args, args.train_split)
-val_voc = dataset(args, args.val_split)
-train_voc.check(masks=False)
-val_voc.check(masks=False)
-result = train(train_voc, val_voc, args.cfg, args.out, resolve_device(args.device), args.seed)
-write_json(args.report, result)
-print(f"train_classifier: val mAP {result['val_map']:.4f} on {args.val_split} -> {args.out}")
+def main(argv=None) -> None:
+    p = parser(__doc__)
+    add_dataset(p, split_flags=("--train-split", "--val-split"))
+    add_runtime(p)
+    add_training(p, "train_classifier", "JSON with val mAP and the loss curve", defaults="classifier")
+    args = p.parse_args(argv)
+
+    cfg = start_training(args)
+    train_voc = dataset(args, args.train_split)
+    val_voc = dataset(args, args.val_split)
+    train_voc.check(masks=False)
+    val_voc.check(masks=False)
+    result = train(train_voc, val_voc, cfg, args.out, resolve_device(args.device), args.seed)
+    write_json(args.report, result)
+    print(f"train_classifier: val mAP {result['val_map']:.4f} on {args.val_split} -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,23 +1,29 @@
 """Train the segmentation network on pseudo-labels or on the ground truth: python -m stages.train_segmentation ..."""
-from pipeline.device import resolve_device
-from pipeline.store import ArtifactReader
-from pipeline.train_segmentation import train
+from pipeline.core.device import resolve_device
+from pipeline.core.store import ArtifactReader
+from pipeline.segmentation.train import train
 from stages._args import add_dataset, add_runtime, add_training, dataset, parser, start_training, write_json
 
-p = parser(__doc__)
-add_dataset(p)
-add_runtime(p)
-p.add_argument("--labels", required=True,
-               help="HDF5 of pseudo-labels (stages.refine), or 'gt' for the split's ground-truth masks")
-add_training(p, "segmentation", "JSON with the loss curve")
-args = p.parse_args()
 
-start_training(args)
-voc = dataset(args, args.split)
-labels_file = None if args.labels == "gt" else args.labels
-voc.check(masks=labels_file is None)
-label_of = voc.load_mask if labels_file is None else ArtifactReader(labels_file).__getitem__
-result = train(voc, label_of, labels_file, args.cfg, args.out, resolve_device(args.device), args.seed)
-write_json(args.report, result)
-print(f"train_segmentation: {result['images']} images of {args.split} with {result['labels']}, final loss "
-      f"{result['history'][-1]['loss']:.4f} -> {args.out}")
+def main(argv=None) -> None:
+    p = parser(__doc__)
+    add_dataset(p)
+    add_runtime(p)
+    p.add_argument("--labels", required=True,
+                   help="HDF5 of pseudo-labels (stages.refine), or 'gt' for the split's ground-truth masks")
+    add_training(p, "train_segmentation", "JSON with the loss curve")
+    args = p.parse_args(argv)
+
+    cfg = start_training(args)
+    voc = dataset(args, args.split)
+    labels_file = None if args.labels == "gt" else args.labels
+    voc.check(masks=labels_file is None)
+    label_of = voc.load_mask if labels_file is None else ArtifactReader(labels_file).__getitem__
+    result = train(voc, label_of, labels_file, cfg, args.out, resolve_device(args.device), args.seed)
+    write_json(args.report, result)
+    print(f"train_segmentation: {result['images']} images of {args.split} with {result['labels']}, final loss "
+          f"{result['history'][-1]['loss']:.4f} -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -5,14 +5,14 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import affinity_labels as al
-from pipeline.affinity_labels import IGNORE, confident_label, label_grid, pair_classes
+from pipeline.affinity import labels as al
+from pipeline.affinity.labels import IGNORE, confident_label, label_grid, pair_classes
+from pipeline.affinity.propagate import propagate_image
+from pipeline.affinity.random_walk import (block_affinity, disk_offsets, half_offsets, neighbour_weights, pair_affinity,
+                                           random_walk, transition_matrix)
+from pipeline.affinity.train import EPS, affinity_loss
 from pipeline.data.transforms import random_scale_flip_crop
 from pipeline.models.affinity_net import AffinityNet, load_affinity_net, save_affinity_net
-from pipeline.propagate import propagate_image
-from pipeline.random_walk import (block_affinity, disk_offsets, half_offsets, neighbour_weights, pair_affinity,
-                                  random_walk, transition_matrix)
-from pipeline.train_affinity import EPS, affinity_loss
 
 
 def dense_transition(features: torch.Tensor, radius: int, beta: float) -> torch.Tensor:

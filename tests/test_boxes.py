@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.boxes import box_from_map, box_iou, evaluate
+from pipeline.cams.boxes import box_from_map, box_iou, evaluate
+from pipeline.core.store import ArtifactReader, ArtifactWriter
 from pipeline.data.voc import VOCDataset
-from pipeline.store import ArtifactReader, ArtifactWriter
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = ["background", "cat", "dog"]

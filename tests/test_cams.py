@@ -3,8 +3,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from pipeline.cams import class_activation, multiscale_cam
-from pipeline.seeds import seed_label, sweep_values
+from pipeline.cams.extract import class_activation, multiscale_cam
+from pipeline.cams.seeds import seed_label, sweep_values
 
 
 class HandBuilt(nn.Module):
@@ -73,7 +73,7 @@ def test_seed_label_by_hand():
 
 # --- gradient methods -------------------------------------------------------------------
 
-from pipeline.cams import _activation_maps, gradcampp_map, layercam_map  # noqa: E402
+from pipeline.cams.extract import _activation_maps, gradcampp_map, layercam_map  # noqa: E402
 from pipeline.models.classifier import Classifier, thresholded_average_pool  # noqa: E402
 
 
@@ -185,8 +185,8 @@ def test_tap_on_a_hand_computed_channel():
     assert float(thresholded_average_pool(torch.zeros(1, 1, 2, 2))) == 0.0
 
 
+from pipeline.cams.multiscale import scale_sum  # noqa: E402
 from pipeline.data.transforms import rescale_bicubic, resize, to_tensor  # noqa: E402
-from pipeline.multiscale import scale_sum  # noqa: E402
 
 
 def naive_pil_bicubic(image, scale):
@@ -239,3 +239,21 @@ def test_cam_scales_rescale_the_image_bicubically_as_psa(scale):
     scale_sum(image, 1, [scale], True, mean, std, "cpu", record)
     want = to_tensor(expected, mean, std)
     assert torch.allclose(seen[0][0], want, atol=1.01 / 255 / 0.2) and torch.equal(seen[0][1], seen[0][0].flip(-1))
+
+
+def test_the_method_registry_is_the_one_list_of_cam_methods():
+    """Dispatch, schema enum, stage choices and the Snakefile's wildcard all come from the registry."""
+    from pathlib import Path
+
+    from pipeline.cams.extract import GRADIENT_MAPS, WEIGHT_MAPS
+    from pipeline.cams.vit import VIT_MAPS, VIT_NORMALISE
+    from pipeline.core import config as cfgmod
+    from pipeline.core.cam_methods import CAM_METHODS, CNN_METHODS, VIT_METHODS
+
+    assert sorted([*WEIGHT_MAPS, *GRADIENT_MAPS]) == sorted(CNN_METHODS)
+    assert sorted(VIT_MAPS) == sorted(VIT_NORMALISE) == sorted(VIT_METHODS)
+    assert cfgmod.schema()["$defs"]["cams"]["properties"]["methods"]["items"]["enum"] == list(CAM_METHODS)
+    root = Path(__file__).resolve().parents[1]
+    workflow = "\n".join(p.read_text() for p in [root / "Snakefile", *sorted((root / "rules").glob("*.smk"))])
+    assert 'method="|".join(CAM_METHODS)' in workflow
+    assert not [m for m in CAM_METHODS if f'"{m}"' in workflow], "a method name written out in the workflow"

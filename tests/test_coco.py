@@ -70,7 +70,7 @@ def test_the_mask_tally_counts_pixels_and_the_second_run_resumes(small, tmp_path
                                "ignore": int((expected["a"] == 255).sum()),
                                "foreground": 30 + 6}
     out = tmp_path / "masks.h5"
-    from pipeline.store import ArtifactWriter
+    from pipeline.core.store import ArtifactWriter
     writer = ArtifactWriter(out, meta={"split": "train2014", "annotations": index["annotations"],
                                        "classes": CLASSES, "rule": coco.MASK_RULE})
     writer.write("a", expected["a"])
@@ -147,6 +147,7 @@ def snakemake(*args, cwd, timeout=900):
                           cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
+@pytest.mark.slow
 def test_the_dag_on_a_coco_format_fixture_runs_and_scores_the_seeds_as_on_its_voc_twin(tiny_voc, tmp_path):
     """The tiny demo in VOC layout and in COCO layout (plus, in COCO, an unannotated train image and a
     grey-scale val image with a polygon): the whole DAG runs on the COCO one, and the seeds (train:
@@ -232,7 +233,7 @@ def test_make_demo_writes_the_demo_in_coco_layout_as_the_export_of_the_voc_demo(
 
 
 def test_the_report_shows_the_published_coco_figures_beside_the_weak_network():
-    from pipeline import report
+    from pipeline.evaluation import report
 
     ladder = [{"stage": "seeds (cam @ 0.15)", "metric": "mIoU", "split": "train2014", "value": 0.3},
               {"stage": "segmentation (weak)", "metric": "mIoU", "split": "val2014", "value": 0.25}]

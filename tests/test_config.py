@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from conftest import REPO
-from pipeline import config as cfgmod
+from pipeline.core import config as cfgmod
 
 BASE = cfgmod.load(REPO / "config.yaml")
 

@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from pipeline.device import loader_workers, resolve_device
+from pipeline.core.device import loader_workers, resolve_device
 
 
 def test_auto_takes_the_gpu_only_when_torch_sees_one():
@@ -17,7 +17,7 @@ def test_auto_takes_the_gpu_only_when_torch_sees_one():
 def test_hidden_gpus_make_cuda_an_error_naming_cuda_visible_devices():
     """CUDA_VISIBLE_DEVICES="" hides every GPU (as a scheduler does for a CPU job): auto falls back
     to the CPU and an explicit cuda fails, naming the variable."""
-    code = ("from pipeline.device import resolve_device\n"
+    code = ("from pipeline.core.device import resolve_device\n"
             "print(resolve_device('auto'))\n"
             "resolve_device('cuda')\n")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -34,8 +34,8 @@ def test_dataloader_workers_stay_within_the_jobs_threads(configured, threads, ex
 def test_set_threads_sets_torch_opencv_and_interop_threads_and_openmp_sleeps():
     """In a fresh process (the pools are per process): the job's threads everywhere, one inter-op
     thread, and OpenMP told to sleep, not spin, before torch loaded; an explicit policy is kept."""
-    code = ("import pipeline.device, cv2, torch, os\n"
-            "pipeline.device.set_threads(1)\n"
+    code = ("import pipeline.core.device, cv2, torch, os\n"
+            "pipeline.core.device.set_threads(1)\n"
             "print(torch.get_num_threads(), cv2.getNumThreads(), torch.get_num_interop_threads(),"
             " os.environ['OMP_WAIT_POLICY'])\n")
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}

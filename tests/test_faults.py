@@ -33,11 +33,12 @@ import pytest
 import torch
 
 from conftest import DEMO_CLASSES, REPO, TINY
+from pipeline.core.store import ArtifactReader, ArtifactWriteError, ArtifactWriter, merge_artifacts
 from pipeline.data import demo
 from pipeline.models.affinity_net import AffinityNet, save_affinity_net
-from pipeline.models.classifier import build_classifier, normalisation, save_checkpoint
+from pipeline.models.backbone import normalisation
+from pipeline.models.classifier import build_classifier, save_checkpoint
 from pipeline.models.segnet import build_segnet, save_segnet
-from pipeline.store import ArtifactReader, ArtifactWriteError, ArtifactWriter, merge_artifacts
 from slurm.compare_results import same_checkpoint, same_h5
 
 pytestmark = pytest.mark.faults
@@ -89,7 +90,7 @@ class Events:
         h5py.File.flush, h5py.Group.create_dataset = counted_flush, counted_create
 
     def install_training_events(self):
-        import pipeline.training as training
+        import pipeline.core.training as training
         poly_lr, save = training.poly_lr, torch.save
 
         def counted_step(*args):
@@ -459,7 +460,7 @@ def test_a_full_disk_publishes_no_bad_key_and_the_rerun_completes(inside_hdf5, t
     refuses a key the disk cannot hold (free space checked first); with that check off, HDF5 itself
     fails mid-write, and the rerun recovers the keys that verify from the damaged file."""
     # the check's margin scaled to this disk (1 MiB by default); off: never refuses
-    monkeypatch.setattr("pipeline.store.SPACE_MARGIN", -(1 << 40) if inside_hdf5 else 1 << 16)
+    monkeypatch.setattr("pipeline.core.store.SPACE_MARGIN", -(1 << 40) if inside_hdf5 else 1 << 16)
     ballast = tiny_disk / "ballast"
     ballast.write_bytes(os.urandom(3 << 20))
     path, n, side = tiny_disk / "maps.h5", 16, 160
@@ -467,7 +468,7 @@ def test_a_full_disk_publishes_no_bad_key_and_the_rerun_completes(inside_hdf5, t
     assert written is None or 0 < written < n, first_log[-2000:]
     assert "No space left on device" in first_log or "disk full" in first_log
     ballast.unlink()   # space freed
-    monkeypatch.setattr("pipeline.store.SPACE_MARGIN", 1 << 16)
+    monkeypatch.setattr("pipeline.core.store.SPACE_MARGIN", 1 << 16)
     rerun, rerun_log = in_child(lambda: _write_until_failure(path, n, side), tmp_path / "rerun.log")
     assert rerun == n, rerun_log[-2000:]
     _check_published(path, n, side)

@@ -8,7 +8,7 @@ import pytest
 # The package is not installed in the venv; import it from the repo root.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.metrics import (  # noqa: E402
+from pipeline.maps.metrics import (  # noqa: E402
     ConfusionAccumulator,
     average_precision,
     confusion_matrix,

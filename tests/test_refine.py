@@ -5,9 +5,9 @@ import torch
 
 import pydensecrf.densecrf as dcrf
 
-from pipeline.crf import crf_labels, crf_softmax, softmax_unary
-from pipeline.pamr import pamr
-from pipeline.refine import IGNORE, active_steps, load_saliency, refine_image, saliency_complete, with_background
+from pipeline.maps.crf import crf_labels, crf_softmax, softmax_unary
+from pipeline.refine.pamr import pamr
+from pipeline.refine.pseudo_labels import IGNORE, active_steps, load_saliency, refine_image, saliency_complete, with_background
 
 RING = [(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)]
 
@@ -178,9 +178,9 @@ def test_refine_stage_with_saliency_scores_its_ignored_pixels_out(tmp_path, tiny
 
     from conftest import DEMO_CLASSES
     from pipeline.data.voc import VOCDataset
-    from pipeline.refine import refine
-    from pipeline.shards import tally_report
-    from pipeline.store import ArtifactReader, ArtifactWriter
+    from pipeline.refine.pseudo_labels import refine
+    from pipeline.core.shards import tally_report
+    from pipeline.core.store import ArtifactReader, ArtifactWriter
 
     voc = VOCDataset(tiny_voc, DEMO_CLASSES, "train")
     rng = np.random.default_rng(4)

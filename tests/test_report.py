@@ -6,7 +6,7 @@ import re
 import numpy as np
 from PIL import Image
 
-from pipeline.report import colour_labels, line_chart, png_data_uri
+from pipeline.evaluation.report import colour_labels, line_chart, png_data_uri
 
 
 def test_labels_take_the_voc_palette():

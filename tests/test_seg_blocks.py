@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pipeline.models.seg_heads import ChannelAttention, PositionAttention, ScaleAttention
-from pipeline.seg_loss import clipped_cross_entropy
+from pipeline.segmentation.loss import clipped_cross_entropy
 
 
 def test_position_attention_matches_a_naive_loop():

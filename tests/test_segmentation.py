@@ -7,13 +7,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from pipeline.core.store import ArtifactReader, ArtifactWriter
 from pipeline.data.labelled_crops import LabelledCrops
 from pipeline.data.voc import VOCDataset
-from pipeline.evaluate import evaluate_predictions, final_report, ladder
+from pipeline.evaluation.evaluate import evaluate_predictions, final_report, ladder
 from pipeline.models.segnet import SegmentationNet, load_segnet, save_segnet
-from pipeline.predict import predict_probs
-from pipeline.store import ArtifactReader, ArtifactWriter
-from pipeline.train_segmentation import pixel_loss, require_labelled_pixels, segmentation_loss
+from pipeline.segmentation.predict import predict_probs
+from pipeline.segmentation.train import pixel_loss, require_labelled_pixels, segmentation_loss
 
 from conftest import DEMO_CLASSES
 

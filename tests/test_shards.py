@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from conftest import DEMO_CLASSES
+from pipeline.core.shards import merge_tallies, parse_shard, select_shard, shard_ids, tally_report
+from pipeline.core.store import ArtifactReader, ArtifactWriter, merge_artifacts
 from pipeline.data.voc import VOCDataset
-from pipeline.shards import merge_tallies, parse_shard, select_shard, shard_ids, tally_report
-from pipeline.store import ArtifactReader, ArtifactWriter, merge_artifacts
 
 
 def test_parse_shard():

@@ -15,7 +15,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from pipeline.store import ArtifactReader, ArtifactWriter  # noqa: E402
+from pipeline.core.store import ArtifactReader, ArtifactWriter  # noqa: E402
 
 
 # ---------------------------------------------------------------- roundtrip
@@ -121,7 +121,7 @@ def _content(i):
 CHILD_SCRIPT = """
 import sys, time
 import numpy as np
-from pipeline.store import ArtifactWriter
+from pipeline.core.store import ArtifactWriter
 path, n = sys.argv[1], int(sys.argv[2])
 w = ArtifactWriter(path, meta={"p": 1})
 for i in range(n):

@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-import pipeline.train_classifier as tc
+import pipeline.classifier.train as tc
 from conftest import DEMO_CLASSES
 from pipeline.data.voc import VOCDataset
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from pipeline.training import TrainingDiverged, fit
+from pipeline.core.training import TrainingDiverged, fit
 
 CFG = {"optimizer": "sgd", "lr": 0.1, "weight_decay": 0.0, "momentum": 0.9, "poly_power": 0.9,
        "epochs": 3, "batch_size": 4}

@@ -5,11 +5,11 @@ import pytest
 import torch
 
 from conftest import DEMO_CLASSES
-from pipeline.attnfusion_diagnosis import diagnose, fusion_variants, patch_attention_stats
-from pipeline.metrics import ConfusionAccumulator, scores
+from pipeline.cams.attnfusion_diagnosis import diagnose, fusion_variants, patch_attention_stats
+from pipeline.cams.multiscale import scale_sum
+from pipeline.cams.vit import attnfusion_map, getam_map, vit_multiscale_cam
+from pipeline.maps.metrics import ConfusionAccumulator, scores
 from pipeline.models.vit_hybrid import ViTHybridClassifier
-from pipeline.multiscale import scale_sum
-from pipeline.vit_cams import attnfusion_map, getam_map, vit_multiscale_cam
 
 
 def tiny_model(depth=2, start_block=1):
@@ -176,7 +176,7 @@ def test_patch_attention_stats_by_hand():
 
 def test_diagnose_runs_the_extraction_protocol(tiny_voc):
     from pipeline.data.voc import VOCDataset
-    from pipeline.seeds import seed_label
+    from pipeline.cams.seeds import seed_label
 
     torch.manual_seed(0)
     classes = DEMO_CLASSES

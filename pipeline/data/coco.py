@@ -232,7 +232,7 @@ def write_masks(index: dict, ids: list[str], out, progress=None) -> dict:
     images already in `out`.partial are kept). Returns the shard's tally."""
     from pycocotools.coco import COCO
 
-    from ..store import ArtifactWriter
+    from ..core.store import ArtifactWriter
 
     ann_file = index["annotations"]
     data = load_annotations(ann_file)
@@ -257,7 +257,7 @@ def write_masks(index: dict, ids: list[str], out, progress=None) -> dict:
 
 def _pixel_counts(path, ids) -> dict:
     """Background, foreground and ignored pixels of the finished artifact (resumed images too)."""
-    from ..store import ArtifactReader
+    from ..core.store import ArtifactReader
 
     counts = {"background": 0, "foreground": 0, "ignore": 0}
     with ArtifactReader(path) as masks:
@@ -345,7 +345,7 @@ class COCODataset:
         return image
 
     def _mask_reader(self):
-        from ..store import ArtifactReader
+        from ..core.store import ArtifactReader
 
         if self._masks is None:
             if not self.masks_file.is_file():

@@ -2,7 +2,7 @@
 
 Several backbone levels are each projected by a 1x1 conv (+ GroupNorm + ReLU), resized to the
 affinity grid (stride `stride` of the input) and concatenated; a last 1x1 conv mixes them. The
-affinity of two grid pixels is then exp(-mean |f_i - f_j|) (pipeline.random_walk.pair_affinity).
+affinity of two grid pixels is then exp(-mean |f_i - f_j|) (pipeline.affinity.random_walk.pair_affinity).
 The backbone is the classifier's family, started from the offline weights; its BatchNorm
 statistics stay frozen (the batches here are a few crops, too few to re-estimate them).
 """

@@ -8,6 +8,15 @@ import torch.nn as nn
 from .weights import load_backbone_weights
 
 
+def normalisation(backbone: str) -> tuple[tuple, tuple]:
+    """The input mean and std of a timm backbone, from its registered pretrained config (no model
+    is built). EfficientNet-Lite0's are 0.5 / 0.5, the TF-Lite convention the offline weights expect."""
+    cfg = timm.models.get_pretrained_cfg(backbone)
+    if cfg is None:
+        raise ValueError(f"timm has no pretrained config for backbone '{backbone}'")
+    return tuple(cfg.mean), tuple(cfg.std)
+
+
 class Backbone(nn.Module):
     """feature_level 'last' keeps the whole trunk (head conv included); an integer keeps the
     timm feature levels up to it. An earlier level has a smaller receptive field, so maps made

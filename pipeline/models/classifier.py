@@ -5,22 +5,11 @@ pooled logit sums up.
 """
 from __future__ import annotations
 
-import timm
 import torch
 import torch.nn as nn
 
 from .backbone import Backbone
 from .checkpoint import read_checkpoint
-
-BACKBONE_NORM = {"tf_efficientnet_lite0": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))}
-
-
-def normalisation(backbone: str) -> tuple[tuple, tuple]:
-    if backbone in BACKBONE_NORM:
-        return BACKBONE_NORM[backbone]
-    cfg = timm.create_model(backbone, pretrained=False).pretrained_cfg
-    return tuple(cfg["mean"]), tuple(cfg["std"])
-
 
 def thresholded_average_pool(features: torch.Tensor, ratio: float = 0.1) -> torch.Tensor:
     """TAP: per channel, the mean over the pixels above ratio x the channel's max.

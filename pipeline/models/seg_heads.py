@@ -1,4 +1,5 @@
-"""Building blocks of the segmentation network (issue 6; the network and its stages come later).
+"""The attention blocks of the segmentation network (pipeline/models/segnet.py: head `danet`,
+`scale_attention`).
 
 DANet dual attention (Fu et al., 2019):
   position attention  out_i = gamma * sum_j softmax_j(q_i . k_j) v_j + x_i, q/k/v 1x1 convs

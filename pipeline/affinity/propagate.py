@@ -1,0 +1,68 @@
+"""Propagate each image's CAMs by the random walk over AffinityNet's affinities (the `rw` stage).
+
+Per image: the image is padded to a multiple of the affinity stride, AffinityNet gives the
+feature grid, the maps [background, CAMs] (background = (1 - max_c CAM)^alpha) are average-pooled
+onto that grid, walked 2^logt steps, upsampled back and cropped to the image.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from pipeline.affinity.random_walk import random_walk, transition_matrix
+from pipeline.core.provenance import dataset_identity
+from pipeline.core.store import ArtifactReader, ArtifactWriter, file_digest
+from pipeline.data.transforms import to_tensor
+from pipeline.data.voc import VOCDataset
+from pipeline.maps.background import background_score
+from pipeline.maps.io import argmax_label, confusion_split, image_and_maps
+from pipeline.models.affinity_net import AffinityNet
+
+
+@torch.no_grad()
+def propagate_image(model: AffinityNet, image: np.ndarray, cams: np.ndarray, mean, std, device,
+                    cfg: dict) -> np.ndarray:
+    """image uint8 (H, W, 3), cams (K, H, W) in [0, 1] -> float32 (1 + K, H, W): background first."""
+    s = model.stride
+    h, w = image.shape[:2]
+    pad_h, pad_w = -h % s, -w % s
+    x = F.pad(to_tensor(image, mean, std), (0, pad_w, 0, pad_h))   # zero = the mean colour
+    features = model(x[None].to(device))[0]
+    stack = torch.from_numpy(np.concatenate([background_score(cams, cfg["alpha"])[None], cams]).astype(np.float32))
+    stack = F.pad(stack, (0, pad_w, 0, pad_h))
+    # every channel, background included, is padded with 0, as psa's infer_aff
+    grid_maps = F.avg_pool2d(stack[None], s)[0].to(device)
+    # float32 throughout: pipeline/affinity/random_walk.py says why float64 buys nothing here
+    T = transition_matrix(features, cfg["radius"], cfg["beta"])
+    walked = random_walk(grid_maps, T, 2 ** cfg["logt"])
+    up = F.interpolate(walked[None], scale_factor=s, mode="bilinear", align_corners=False)[0]
+    return up[:, :h, :w].float().cpu().numpy()
+
+
+def propagate(model: AffinityNet, meta: dict, cams: ArtifactReader, voc: VOCDataset, out, cfg: dict,
+              device, *, affinity: str) -> dict:
+    """One float16 (1 + K, H, W) map per image with attribute `classes` = [0, class ids...]; resumable
+    from a partial computed from the same images, CAMs and `affinity` checkpoint."""
+    model.eval().to(device)
+    params = {k: cfg[k] for k in ("radius", "beta", "logt", "alpha")}
+    seconds = 0.0
+    provenance = {"data": dataset_identity(voc), "cams": cams.digest, "affinity": file_digest(affinity)}
+    with ArtifactWriter(out, meta={**params, "classes": voc.classes}, provenance=provenance) as writer:
+        todo = [i for i in voc.ids if i not in writer.done_keys()]
+        for image_id in tqdm(todo, desc="random walk"):
+            image, maps, class_ids = image_and_maps(voc, cams, image_id)
+            start = time.perf_counter()
+            walked = propagate_image(model, image, maps, meta["mean"], meta["std"], device, params)
+            seconds += time.perf_counter() - start
+            writer.write(image_id, walked, classes=np.asarray([0, *class_ids], np.int64))
+    return {"images": len(voc), "computed_now": len(todo), "seconds": seconds}
+
+
+def argmax_confusion(maps: ArtifactReader, voc: VOCDataset, desc: str = "mIoU") -> np.ndarray:
+    """The confusion matrix of the per-pixel argmax of maps whose `classes` attribute names each
+    channel, over the images of voc."""
+    return confusion_split(voc, lambda image_id: argmax_label(maps, image_id), desc, "argmax map", maps.path)

@@ -1,0 +1,1 @@
+"""Stage family `train_classifier`: the multi-label classifier's training."""

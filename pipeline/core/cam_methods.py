@@ -1,0 +1,29 @@
+"""The CAM methods: the one table of their names, from which the extraction's dispatch
+(pipeline/cams), the config schema's enum (pipeline/core/config.py), the stages' choices and the
+Snakefile's `method` wildcard all derive; tests/test_cams.py keeps the dispatch in step with it.
+Kept free of torch so that the Snakefile, which only needs the names, builds its DAG without it.
+
+Each method reads one classifier checkpoint, results/{dataset}/{net}.pt: the CNN
+(`classifier`) or the ViT-hybrid (`classifier_vit`, config section `vit_classifier`).
+"""
+CNN, VIT = "classifier", "classifier_vit"
+
+CAM_METHODS = {
+    "cam": CNN,          # relu(W_c . F)
+    "cam_nwc": CNN,      # the same with negative classifier weights clamped to 0
+    "gradcam": CNN,
+    "gradcampp": CNN,
+    "layercam": CNN,
+    "fullycam": CNN,     # LayerCAMs of cams.fullycam_levels fused with the CAM layer
+    "getam": VIT,
+    "attnfusion": VIT,   # MCTformer's attention fusion
+}
+
+ALL_METHODS = tuple(CAM_METHODS)
+CNN_METHODS = tuple(m for m, net in CAM_METHODS.items() if net == CNN)
+VIT_METHODS = tuple(m for m, net in CAM_METHODS.items() if net == VIT)
+
+
+def classifier_of(method: str) -> str:
+    """The checkpoint name (without .pt) of the classifier a method reads."""
+    return CAM_METHODS[method]

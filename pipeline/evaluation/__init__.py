@@ -1,0 +1,2 @@
+"""Stage family `evaluate`, `summarize_cams`, `report`: the final scores, the CAM methods'
+summary and the HTML report."""

@@ -1,0 +1,46 @@
+"""The final evaluation: val mIoU of the predictions, and the ladder of every stage of the run.
+
+The ladder reads the stages' own JSON reports, so each number is the one that stage measured:
+classifier mAP -> seed mIoU -> each refinement step (the pseudo-labels; the first step is the
+random walk when refine.source is rw) -> segmentation val mIoU -> the fully-supervised reference.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pipeline.core.store import ArtifactReader
+from pipeline.data.voc import VOCDataset
+from pipeline.maps.io import score_split
+
+
+def evaluate_predictions(preds: ArtifactReader, voc: VOCDataset, desc: str = "val mIoU") -> dict:
+    """mIoU etc. of the stored label maps over the split (ground truth 255 is not scored)."""
+    return score_split(voc, preds.__getitem__, desc, "prediction", preds.path)
+
+
+def _read(path: str | Path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def _miou_row(stage: str, report: dict, split: str) -> dict:
+    return {"stage": stage, "metric": "mIoU", "split": split, "value": report["miou"], "iou": report["iou"]}
+
+
+def ladder(classifier: str, seeds: str, pseudo: str, segmentation: dict, full: dict | None) -> list[dict]:
+    """Rows {stage, metric, split, value[, iou]} in pipeline order from the stages' JSON reports."""
+    clf, seed, refined = _read(classifier), _read(seeds), _read(pseudo)
+    rows = [{"stage": "classifier", "metric": "mAP", "split": clf["val_split"], "value": clf["val_map"]},
+            _miou_row(f"seeds ({seed['method']} @ {seed['threshold']})", seed, seed["split"])]
+    rows += [_miou_row(f"pseudo-labels: {step['step']}", step, refined["eval_split"]) for step in refined["ladder"]]
+    rows.append(_miou_row("segmentation (weak)", segmentation, segmentation["split"]))
+    if full is not None:
+        rows.append(_miou_row("segmentation (full supervision)", full, full["split"]))
+    return rows
+
+
+def final_report(scores: dict, rows: list[dict], full: dict | None, method: str) -> dict:
+    """The val scores with the weak / full ratio (the figure WSSS papers quote) and the ladder."""
+    ratio = scores["miou"] / full["miou"] if full and full["miou"] else None
+    return {"method": method, **scores, "miou_full": full["miou"] if full else None, "weak_over_full": ratio,
+            "ladder": rows}

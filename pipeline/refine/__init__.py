@@ -1,0 +1,1 @@
+"""Stage family `refine`: the final pseudo-labels through PAMR, the dense CRF and saliency."""

@@ -1,0 +1,87 @@
+# AffinityNet: confident labels from the CAMs, its training, and the random walk of the CAMs
+# over its affinities.
+
+
+rule affinity_labels:
+    input:
+        data=dataset_files,
+        cams="results/{dataset}/cams/{method}.h5",
+    output:
+        labels=shard_file("results/{dataset}/affinity/{method}_labels.h5"),
+        tally=shard_file("results/{dataset}/affinity/{method}_labels.json"),
+    params:
+        data=lambda wc: dataset_args(wc.dataset),
+        split=lambda wc: ds(wc.dataset)["splits"]["cams"],
+        eval_split=lambda wc: ds(wc.dataset)["splits"]["seeds"],
+        settings=settings("affinity_labels"),
+    threads: THREADS
+    resources:
+        mem_mb=4000,
+        runtime=240,
+    benchmark:
+        "results/{dataset}/benchmarks/affinity_labels_{method}.{scatteritem}.tsv"
+    log:
+        "results/{dataset}/logs/affinity_labels_{method}.shard-{scatteritem}.log",
+    shell:
+        "python -m stages.affinity_labels {params.data} --split {params.split:q} --eval-split {params.eval_split:q}"
+        " --shard {wildcards.scatteritem} --cams {input.cams:q} {params.settings:q} --workers {threads}"
+        " --out {output.labels:q} --tally {output.tally:q} 2>&1 | tee {log:q}"
+
+
+rule train_affinity:
+    input:
+        data=dataset_files,
+        labels="results/{dataset}/affinity/{method}_labels.h5",
+    output:
+        ckpt="results/{dataset}/affinity/{method}.pt",
+        report="results/{dataset}/affinity/{method}.json",
+    params:
+        data=lambda wc: dataset_args(wc.dataset),
+        split=lambda wc: ds(wc.dataset)["splits"]["cams"],
+        settings=settings("train_affinity"),
+        device=config["device"],
+        seed=config["seed"],
+    threads: THREADS
+    resources:
+        gpu=GPU,
+        mem_mb=16000,
+        runtime=720,
+    benchmark:
+        "results/{dataset}/benchmarks/train_affinity_{method}.tsv"
+    log:
+        "results/{dataset}/logs/train_affinity_{method}.log",
+    shell:
+        "python -m stages.train_affinity {params.data} --split {params.split:q} --labels {input.labels:q}"
+        " {params.settings:q} --device {params.device:q} --seed {params.seed:q} --threads {threads}"
+        " --out {output.ckpt:q} --report {output.report:q} 2>&1 | tee {log:q}"
+
+
+rule propagate:
+    input:
+        data=dataset_files,
+        cams="results/{dataset}/cams/{method}.h5",
+        affinity="results/{dataset}/affinity/{method}.pt",
+    output:
+        maps=shard_file("results/{dataset}/rw/{method}.h5"),
+        tally=shard_file("results/{dataset}/rw/{method}.json"),
+    params:
+        data=lambda wc: dataset_args(wc.dataset),
+        split=lambda wc: ds(wc.dataset)["splits"]["cams"],
+        eval_split=lambda wc: ds(wc.dataset)["splits"]["seeds"],
+        settings=settings("propagate"),
+        backbone=lambda wc: cfgmod.stage_config(config, wc.dataset, "affinity")["backbone"],
+        device=config["device"],
+    threads: THREADS
+    resources:
+        gpu=GPU,
+        mem_mb=8000,
+        runtime=240,
+    benchmark:
+        "results/{dataset}/benchmarks/propagate_{method}.{scatteritem}.tsv"
+    log:
+        "results/{dataset}/logs/propagate_{method}.shard-{scatteritem}.log",
+    shell:
+        "python -m stages.propagate {params.data} --split {params.split:q} --eval-split {params.eval_split:q}"
+        " --shard {wildcards.scatteritem} --cams {input.cams:q} --affinity {input.affinity:q} --backbone {params.backbone:q}"
+        " --method {wildcards.method} {params.settings:q} --device {params.device:q} --threads {threads}"
+        " --out {output.maps:q} --tally {output.tally:q} 2>&1 | tee {log:q}"

@@ -1,0 +1,29 @@
+# The final pseudo-labels: random-walk maps (or CAMs, refine.source) through refine.steps.
+
+
+rule refine:
+    input:
+        data=dataset_files,
+        maps=refine_source,
+    output:
+        labels=shard_file("results/{dataset}/pseudo/{method}.h5"),
+        tally=shard_file("results/{dataset}/pseudo/{method}.json"),
+    params:
+        data=lambda wc: dataset_args(wc.dataset),
+        split=lambda wc: ds(wc.dataset)["splits"]["cams"],
+        eval_split=lambda wc: ds(wc.dataset)["splits"]["seeds"],
+        settings=settings("refine"),
+        bg=lambda wc: cfgmod.stage_config(config, wc.dataset, "seeds")["bg_threshold"],
+    threads: THREADS
+    resources:
+        mem_mb=4000,
+        runtime=240,
+    benchmark:
+        "results/{dataset}/benchmarks/refine_{method}.{scatteritem}.tsv"
+    log:
+        "results/{dataset}/logs/refine_{method}.shard-{scatteritem}.log",
+    shell:
+        "python -m stages.refine {params.data} --split {params.split:q} --eval-split {params.eval_split:q}"
+        " --shard {wildcards.scatteritem} --maps {input.maps:q} --method {wildcards.method}"
+        " --bg-threshold {params.bg:q} {params.settings:q} --workers {threads} --out {output.labels:q}"
+        " --tally {output.tally:q} 2>&1 | tee {log:q}"
