@@ -196,6 +196,10 @@ def _choose_classes(rng, names):
     return chosen + list(rng.choice(chosen, size=n_objects - k))
 
 
+def demo_image_id(split: str, index: int) -> str:
+    return f"{split}_{index:04d}"
+
+
 def render(seed: int, split: str, index: int, classes: list[str], min_size: int, max_size: int) -> Scene:
     """One image with its label map (255 band at edges), objects, bodies and distractors."""
     split_code = sum(ord(ch) * 31 ** i for i, ch in enumerate(split)) % (2 ** 31)
@@ -268,7 +272,7 @@ def generate(root: str | Path, classes: list[str], seed: int, n_train: int, n_va
     jobs = [("train", i) for i in range(n_train)] + [("val", i) for i in range(n_val)]
     ids = {"train": [], "val": []}
     for split, i in (progress(jobs) if progress else jobs):
-        image_id = f"{split}_{i:04d}"
+        image_id = demo_image_id(split, i)
         scene = render(seed, split, i, classes, min_size, max_size)
         Image.fromarray(scene.image).save(root / "JPEGImages" / f"{image_id}.jpg", quality=92)
         save_label_png(scene.label, root / "SegmentationClass" / f"{image_id}.png")

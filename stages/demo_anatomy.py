@@ -1,0 +1,36 @@
+"""Where the CAMs put their weight on the demo's objects (README, Data): the class map on the
+part, on the body by distance from the part, on the background around the object, with the
+scenes regenerated from the generator's settings: python -m stages.demo_anatomy ..."""
+import json
+
+from pipeline.core.store import ArtifactReader
+from pipeline.data import demo, demo_anatomy
+from stages._args import json_arg, parser, write_json
+
+
+def main(argv=None) -> None:
+    p = parser(__doc__)
+    p.add_argument("--cams", required=True, help="CAM artifact of the demo (results/demo/cams/cam.h5)")
+    p.add_argument("--classes", required=True, type=json.loads)
+    p.add_argument("--generator", required=True, type=json_arg,
+                   help="JSON: the demo's generator settings (seed, min_size, max_size; the rest is ignored)")
+    p.add_argument("--split", default="train")
+    p.add_argument("--images", type=int, default=128, help="the first N images of the split")
+    p.add_argument("--threshold", type=float, default=0.15, help="seeds' background threshold")
+    p.add_argument("--out", required=True, help="JSON output")
+    args = p.parse_args(argv)
+
+    g, cams = args.generator, ArtifactReader(args.cams)
+    scenes = ((demo.demo_image_id(args.split, i), demo.render(g["seed"], args.split, i, args.classes, g["min_size"],
+                                                     g["max_size"])) for i in range(args.images))
+    result = demo_anatomy.anatomy(scenes, lambda key: (cams[key], cams.attrs(key)["classes"]), args.threshold)
+    write_json(args.out, result)
+    print(f"demo_anatomy: {result['objects']} objects; part {result['part_mean']:.3f}, body at or above "
+          f"{args.threshold}: {result['body_at_or_above_threshold']:.3f}, background ring "
+          f"{result['background_ring_mean']:.3f}")
+    print("body by distance from the part: " + " ".join(f"{b['from_px']}-{b['to_px']} px {b['mean']:.2f}"
+                                                       for b in result["body_by_distance"]))
+
+
+if __name__ == "__main__":
+    main()
