@@ -67,6 +67,13 @@ def check_classes(checkpoint: str, trained: list[str], classes: list[str]) -> No
         raise SystemExit(f"{checkpoint} was trained on classes {trained}, this dataset has {classes}")
 
 
+def add_demo_generator(p: argparse.ArgumentParser) -> None:
+    """The demo's classes and generator settings (datasets.demo in config.yaml)."""
+    p.add_argument("--classes", required=True, type=json.loads)
+    p.add_argument("--generator", required=True, type=json_arg,
+                   help="JSON: seed, n_train, n_val, min_size, max_size, format (voc | coco)")
+
+
 def add_runtime(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")

@@ -1,19 +1,16 @@
 """Where the CAMs put their weight on the demo's objects (README, Data): the class map on the
 part, on the body by distance from the part, on the background around the object, with the
 scenes regenerated from the generator's settings: python -m stages.demo_anatomy ..."""
-import json
 
 from pipeline.core.store import ArtifactReader
 from pipeline.data import demo, demo_anatomy
-from stages._args import json_arg, parser, write_json
+from stages._args import add_demo_generator, parser, write_json
 
 
 def main(argv=None) -> None:
     p = parser(__doc__)
     p.add_argument("--cams", required=True, help="CAM artifact of the demo (results/demo/cams/cam.h5)")
-    p.add_argument("--classes", required=True, type=json.loads)
-    p.add_argument("--generator", required=True, type=json_arg,
-                   help="JSON: the demo's generator settings (seed, min_size, max_size; the rest is ignored)")
+    add_demo_generator(p)
     p.add_argument("--split", default="train")
     p.add_argument("--images", type=int, default=128, help="the first N images of the split")
     p.add_argument("--threshold", type=float, default=0.15, help="seeds' background threshold")

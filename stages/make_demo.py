@@ -1,6 +1,5 @@
 """Generate the demo dataset in VOC layout (or, with generator format 'coco', in COCO layout):
 python -m stages.make_demo --out DIR ..."""
-import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -8,15 +7,13 @@ from pathlib import Path
 from tqdm import tqdm
 
 from pipeline.data import coco_export, demo
-from stages._args import json_arg, parser
+from stages._args import add_demo_generator, parser
 
 
 def main(argv=None) -> None:
     p = parser(__doc__)
     p.add_argument("--out", required=True, help="dataset root to write")
-    p.add_argument("--classes", required=True, type=json.loads)
-    p.add_argument("--generator", required=True, type=json_arg,
-                   help="JSON: seed, n_train, n_val, min_size, max_size, format (voc | coco)")
+    add_demo_generator(p)
     args = p.parse_args(argv)
     layout = args.generator.pop("format", "voc")
     progress = lambda jobs: tqdm(jobs, desc="demo images")  # noqa: E731
