@@ -24,7 +24,6 @@ Rules (the README states them too):
 """
 from __future__ import annotations
 
-import copy
 import json
 import os
 import re
@@ -34,7 +33,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .voc import Box, DatasetError
+from .voc import Box, DatasetError, SplitIds
 
 LAYOUT = """\
 Expected a COCO-format dataset at {root}:
@@ -269,7 +268,7 @@ def _pixel_counts(path, ids) -> dict:
     return counts
 
 
-class COCODataset:
+class COCODataset(SplitIds):
     """One split of a COCO-format dataset, read from its index and mask artifact: the interface
     of VOCDataset (ids, subset, require_within, check, load_image, load_mask, boxes, image_labels,
     label_vector), so no stage knows the dataset kind."""
@@ -293,20 +292,6 @@ class COCODataset:
         self._annotations = Path(index["annotations"])
         self.ids = [e["id"] for e in index["images"]]
         self._masks = None
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def subset(self, ids) -> "COCODataset":
-        view = copy.copy(self)
-        view.ids = list(ids)
-        return view
-
-    def require_within(self, other) -> None:
-        missing = set(self.ids) - set(other.ids)
-        if missing:
-            raise KeyError(f"images of split '{self.split}' are not in split '{other.split}', "
-                           f"e.g. '{sorted(missing)[0]}'")
 
     def image_path(self, image_id: str) -> Path:
         return Path(self._entries[image_id]["file"])

@@ -46,7 +46,29 @@ def _box_coords(bndbox, path, name: str) -> list[int]:
                            "xmax, ymax") from None
 
 
-class VOCDataset:
+class SplitIds:
+    """What every dataset reader shares: a split's image ids in order (`ids`, `split`)."""
+    ids: list
+    split: str
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def subset(self, ids):
+        """The same dataset and split over these image ids (a shard of the split, say)."""
+        view = copy.copy(self)
+        view.ids = list(ids)
+        return view
+
+    def require_within(self, other: "SplitIds") -> None:
+        """Every image of this split is one of other's (an eval split scored inside a stage's split)."""
+        missing = set(self.ids) - set(other.ids)
+        if missing:
+            raise KeyError(f"images of split '{self.split}' are not in split '{other.split}', "
+                           f"e.g. '{sorted(missing)[0]}'")
+
+
+class VOCDataset(SplitIds):
     def __init__(self, root: str | Path, classes: list[str], split: str):
         self.root = Path(root)
         self.classes = list(classes)
@@ -63,22 +85,6 @@ class VOCDataset:
             twice = next(i for i in self.ids if i in seen or seen.add(i))
             raise DatasetError(f"split list {list_file} lists image '{twice}' more than once "
                                f"({len(self.ids) - len(set(self.ids))} repeated ids); expected each id once")
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def subset(self, ids) -> "VOCDataset":
-        """The same dataset and split over these image ids (a shard of the split, say)."""
-        view = copy.copy(self)
-        view.ids = list(ids)
-        return view
-
-    def require_within(self, other: "VOCDataset") -> None:
-        """Every image of this split is one of other's (an eval split scored inside a stage's split)."""
-        missing = set(self.ids) - set(other.ids)
-        if missing:
-            raise KeyError(f"images of split '{self.split}' are not in split '{other.split}', "
-                           f"e.g. '{sorted(missing)[0]}'")
 
     def split_file(self, split: str) -> Path:
         return self.root / "ImageSets" / "Segmentation" / f"{split}.txt"
