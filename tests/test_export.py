@@ -7,9 +7,9 @@ import torch
 from PIL import Image
 
 from pipeline.core.store import ArtifactWriter
-from pipeline.data.folders import load_rgb
 from pipeline.data.palette import voc_palette
 from pipeline.data.transforms import to_tensor
+from pipeline.data.voc import load_rgb
 from pipeline.models.classifier import Classifier, save_checkpoint
 from pipeline.models.segnet import SegmentationNet, save_segnet
 from stages import cams_folder, export_png, segment_folder

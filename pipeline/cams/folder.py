@@ -10,7 +10,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from pipeline.core.cam_methods import VIT_METHODS
-from pipeline.data.folders import folder_images, load_rgb, partial_dir, publish
+from pipeline.data.folders import folder_images, partial_dir, publish
+from pipeline.data.voc import load_rgb
 from pipeline.data.palette import heat_map
 from pipeline.data.transforms import to_tensor
 

@@ -31,9 +31,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from .voc import Box, DatasetError, SplitIds
+from .voc import Box, DatasetError, SplitIds, load_rgb
 
 LAYOUT = """\
 Expected a COCO-format dataset at {root}:
@@ -319,11 +318,7 @@ class COCODataset(SplitIds):
         """RGB uint8 (H, W, 3); grey-scale and CMYK JPEGs are converted. The size must be the one
         the annotation file gives (the masks are drawn at that size)."""
         path, entry = self.image_path(image_id), self._entries[image_id]
-        try:
-            with Image.open(path) as img:
-                image = np.array(img.convert("RGB"))
-        except (OSError, SyntaxError, ValueError) as exc:
-            raise DatasetError(f"cannot read image {path}: {exc}") from exc
+        image = load_rgb(path)
         if image.shape[:2] != (entry["height"], entry["width"]):
             raise DatasetError(f"image {path} is {image.shape[1]}x{image.shape[0]} (w x h), its annotation "
                                f"file says {entry['width']}x{entry['height']}")

@@ -2,7 +2,7 @@
 
 A label artifact (pseudo-labels, predictions: uint8 maps keyed by image id) becomes a folder of VOC
 palette PNGs named by image id, the layout psa, IRN and MCTformer give DeepLab / mmsegmentation.
-The trained networks read new images through folder_images and load_rgb
+The trained networks read new images through folder_images and the readers' load_rgb
 (pipeline/segmentation/folder.py, pipeline/cams/folder.py).
 
 A folder is written under `<out>.partial` and renamed when complete, so an interrupted export
@@ -14,7 +14,6 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from pipeline.core.store import ArtifactReader
@@ -61,17 +60,3 @@ def folder_images(folder: str | Path) -> list[Path]:
     if not files:
         raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
     return files
-
-
-def load_rgb(path: Path) -> np.ndarray:
-    """Any image PIL reads as RGB uint8: grey-scale is repeated, alpha composited on black."""
-    try:
-        with Image.open(path) as image:
-            image.load()
-            if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-                image = image.convert("RGBA")
-                flat = Image.new("RGBA", image.size, (0, 0, 0, 255))
-                image = Image.alpha_composite(flat, image)
-            return np.array(image.convert("RGB"))   # a writable copy
-    except (UnidentifiedImageError, OSError) as exc:
-        raise ValueError(f"{path} is not a readable image: {exc}") from exc

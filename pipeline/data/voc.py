@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 LAYOUT = """\
 Expected a VOC-format dataset at {root}:
@@ -24,6 +24,23 @@ Expected a VOC-format dataset at {root}:
 
 class DatasetError(RuntimeError):
     """The dataset on disk is missing, incomplete or unreadable; the message names the file."""
+
+
+class UnreadableImage(DatasetError, ValueError):
+    """An image file PIL cannot decode (a dataset's, or one of a folder handed to a network)."""
+
+
+def load_rgb(path: Path) -> np.ndarray:
+    """Any image PIL reads, as writable RGB uint8 (H, W, 3): grey-scale and CMYK converted, an
+    alpha channel composited on black. Every reader of images goes through here."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+                image = Image.alpha_composite(Image.new("RGBA", image.size, (0, 0, 0, 255)), image.convert("RGBA"))
+            return np.array(image.convert("RGB"))   # a copy, so torch can wrap it
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise UnreadableImage(f"{path} is not a readable image: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -112,12 +129,7 @@ class VOCDataset(SplitIds):
 
     def load_image(self, image_id: str) -> np.ndarray:
         """RGB uint8 (H, W, 3)."""
-        path = self.image_path(image_id)
-        try:
-            with Image.open(path) as img:
-                return np.array(img.convert("RGB"))  # writable, so torch can wrap it
-        except (OSError, SyntaxError, ValueError) as exc:
-            raise DatasetError(f"cannot read image {path}: {exc}") from exc
+        return load_rgb(self.image_path(image_id))
 
     def load_mask(self, image_id: str) -> np.ndarray:
         """Class index per pixel, uint8 (H, W), 255 = ignore."""

@@ -7,7 +7,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from pipeline.data.folders import folder_images, load_rgb, partial_dir, publish
+from pipeline.data.folders import folder_images, partial_dir, publish
+from pipeline.data.voc import load_rgb
 from pipeline.data.palette import label_overlay, save_label_png
 
 from .predict import predict_probs
