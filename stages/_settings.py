@@ -96,13 +96,18 @@ def add_settings(p: argparse.ArgumentParser, stage: str, defaults: str | None = 
     section, keys, exclude = STAGE_SETTINGS[stage]
     properties = section_properties(section)
     keys = tuple(keys or [k for k in properties if k not in exclude])
-    base = cfgmod.defaults(defaults or section)
-    group = p.add_argument_group(f"settings: config section '{section}'")
+    base_section = defaults or section
+    base = cfgmod.defaults(base_section)
+    title = f"settings: config section '{base_section}'"
+    if base_section != section:
+        title += f", with '{section}' on top for the keys it sets"
+    group = p.add_argument_group(title)
     group.add_argument("--cfg", type=json.loads, default=None,
                        help="the whole section as one JSON object (named options override it)")
     for key in keys:
         spec = properties[key]
-        help_text = spec.get("description", f"{section}.{key}")
+        owner = base_section if key in section_properties(base_section) else section
+        help_text = spec.get("description", f"{owner}.{key}")
         if ("$ref" in spec or spec.get("type") == "object") and "JSON" not in help_text:
             help_text += " (JSON object)"
         if key in base:
