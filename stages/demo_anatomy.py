@@ -1,6 +1,7 @@
 """Where the CAMs put their weight on the demo's objects (README, Data): the class map on the
-part, on the body by distance from the part, on the background around the object, with the
-scenes regenerated from the generator's settings: python -m stages.demo_anatomy ..."""
+part, on the body by distance from the part, on the background around the object, and on each
+body by whose it is (own class, twin, other class), with the scenes regenerated from the
+generator's settings: python -m stages.demo_anatomy ..."""
 
 from pipeline.core.store import ArtifactReader
 from pipeline.data import demo, demo_anatomy
@@ -27,6 +28,8 @@ def main(argv=None) -> None:
           f"{result['background_ring_mean']:.3f}")
     print("body by distance from the part: " + " ".join(f"{b['from_px']}-{b['to_px']} px {b['mean']:.2f}"
                                                        for b in result["body_by_distance"]))
+    print("class map on bodies: " + " ".join(f"{kind} {v['mean']:.3f} ({v['bodies']})" for kind, v in
+                                             result["class_map_on_bodies"].items() if v["mean"] is not None))
 
 
 if __name__ == "__main__":

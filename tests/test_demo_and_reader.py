@@ -200,3 +200,34 @@ def test_cam_anatomy_by_hand():
     assert result["background_ring_mean"] == pytest.approx(0.2)
     assert [(b["from_px"], b["mean"]) for b in result["body_by_distance"]] == [(0, pytest.approx(0.5)),
                                                                              (16, pytest.approx(0.1))]
+def test_class_map_on_own_twin_and_other_bodies_by_hand():
+    """Three 10 x 10 bodies in a 30 x 40 scene: class 1's (with a 2 x 2 part), its twin 2's and
+    class 3's. Class 1's map is 0.6 on its own body, 0.3 on the twin's, 0.1 on class 3's, 0 on
+    the background but for one 10-pixel strip at 0.5; class 4's map (absent) is not looked at.
+    Class 2's map counts class 1's body as its twin's; a body under 50 pixels is left out."""
+    label = np.zeros((30, 40), np.uint8)
+    masks = {}
+    for cls, x in ((1, 0), (2, 12), (3, 24)):
+        masks[cls] = np.zeros((30, 40), bool)
+        masks[cls][0:10, x:x + 10] = True
+        label[masks[cls]] = cls
+    part = np.zeros((30, 40), bool)
+    part[0:2, 0:2] = True
+    tiny = np.zeros((30, 40), bool)
+    tiny[20:25, 20:25] = True          # 25 pixels of class 3: too small to count
+    label[tiny] = 3
+    bodies = [(1, masks[1] & ~part), (2, masks[2]), (3, masks[3]), (3, tiny)]
+    objects = [(1, masks[1]), (2, masks[2]), (3, masks[3] | tiny)]
+    scene = demo.Scene(np.zeros((30, 40, 3), np.uint8), label, objects, bodies, [])
+    map1 = np.zeros((30, 40))
+    map1[masks[1]], map1[masks[2]], map1[masks[3]] = 0.6, 0.3, 0.1
+    map1[29, 0:10] = 0.5
+    map2 = np.zeros((30, 40))
+    map2[masks[1]] = 0.2
+    result = demo_anatomy.anatomy([("x", scene)], lambda _: (np.stack([map1, map2, np.ones((30, 40))]), [1, 2, 4]),
+                                  threshold=0.15)["class_map_on_bodies"]
+    background = (label == 0).sum()
+    assert result["own"] == {"bodies": 2, "mean": pytest.approx((0.6 + 0.0) / 2)}      # map 1 on body 1, map 2 on body 2
+    assert result["twin"] == {"bodies": 2, "mean": pytest.approx((0.3 + 0.2) / 2)}     # map 1 on body 2, map 2 on body 1
+    assert result["other"] == {"bodies": 2, "mean": pytest.approx((0.1 + 0.0) / 2)}    # both maps on class 3's body
+    assert result["background"] == {"bodies": 2, "mean": pytest.approx((5.0 / background + 0.0) / 2)}

@@ -1,8 +1,9 @@
 """Where a CAM puts its weight on the demo's objects, whose parts and bodies the generator knows:
 the class map (max-normalised, as extract_cams writes it) on the part, on the body by distance
-from the part, and on the background just outside the object. The measurement behind the
+from the part, and on the background just outside the object; and a class's map on its own
+bodies against its twin's, the other classes' and the background. The measurement behind the
 demo's calibration (README, Data): seeds cover a body where its map stays above the threshold
-far from the part."""
+far from the part, and bodies that look alike (twins) score alike unless the part is seen."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
@@ -20,17 +21,40 @@ def _class_regions(scene: Scene, cls: int):
     return whole & ~body, body
 
 
+def twin(cls: int) -> int:
+    """The look-alike of a demo class: the classes come in pairs after background (1-2, 3-4, 5-6)."""
+    return cls + 1 if cls % 2 else cls - 1
+
+
+def _body_kind(map_class: int, body_class: int) -> str:
+    if body_class == map_class:
+        return "own"
+    return "twin" if body_class == twin(map_class) else "other"
+
+
 def anatomy(scenes: Iterable[tuple[str, Scene]], maps_of: Callable[[str], tuple[np.ndarray, list]],
-            threshold: float, bin_px: int = 16, ring_px: int = 12, min_part: int = 5) -> dict:
+            threshold: float, bin_px: int = 16, ring_px: int = 12, min_part: int = 5,
+            min_body: int = 50) -> dict:
     """scenes: (image id, Scene); maps_of(image id) -> (maps (K, H, W), class id of each map).
     Per class present in an image (its part of at least min_part pixels): the map's mean on the
     part, on the body in bands of bin_px by distance from the part, and on the background
-    pixels within ring_px of the object; body pixels at or above threshold over all objects."""
+    pixels within ring_px of the object; body pixels at or above threshold over all objects.
+    And every present class's map, averaged over each body of at least min_body pixels by whose
+    body it is (its own class's, its twin's, another class's) and over the background."""
     part_means, ring_means, bands = [], [], {}
+    on_bodies = {"own": [], "twin": [], "other": [], "background": []}
     above = total = 0
     for image_id, scene in scenes:
         maps, ids = maps_of(image_id)
         ids = [int(c) for c in ids]
+        present = {c for c, _ in scene.objects}
+        for k, map_class in enumerate(ids):
+            if map_class not in present:
+                continue
+            on_bodies["background"].append(float(maps[k][scene.label == 0].mean()))
+            for body_class, body in scene.bodies:
+                if body.sum() >= min_body:
+                    on_bodies[_body_kind(map_class, body_class)].append(float(maps[k][body].mean()))
         for cls in sorted({c for c, _ in scene.objects}):
             part, body = _class_regions(scene, cls)
             if part.sum() < min_part or cls not in ids:
@@ -54,4 +78,6 @@ def anatomy(scenes: Iterable[tuple[str, Scene]], maps_of: Callable[[str], tuple[
             "body_at_or_above_threshold": above / total if total else None,
             "background_ring_mean": float(np.mean(ring_means)) if ring_means else None,
             "body_by_distance": [{"from_px": b * bin_px, "to_px": (b + 1) * bin_px, "objects": len(v),
-                                  "mean": float(np.mean(v))} for b, v in sorted(bands.items())]}
+                                  "mean": float(np.mean(v))} for b, v in sorted(bands.items())],
+            "class_map_on_bodies": {kind: {"bodies": len(v), "mean": float(np.mean(v)) if v else None}
+                                    for kind, v in on_bodies.items()}}
