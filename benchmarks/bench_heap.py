@@ -1,8 +1,8 @@
 """Large CAM scales with freed memory kept (pipeline/__init__.py) against glibc's defaults.
 
-The demo's CAMs run at up to 5x its images (about 900 px, config.yaml): every activation of
-such a pass is a block of tens of MiB, which glibc by default hands back to the kernel when
-freed, so the next pass faults its pages in again. The same multi-scale CAM (the demo's
+VOC's CAMs run up to scale 2 (1000 x 750 px): every activation of such a pass is a block of
+tens of MiB, which glibc by default hands back to the kernel when freed, so the next pass
+faults its pages in again. The same multi-scale CAM (the demo's
 classifier settings, freshly initialised: cost does not depend on the weights, image + flip)
 runs in two fresh processes, one with WSSS_KEEP_FREED_MEMORY=0; each prints the median time
 and the page faults of one pass. Target: glibc's defaults >= 1.5x slower at the largest side.
