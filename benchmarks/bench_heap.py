@@ -2,10 +2,10 @@
 
 VOC's CAMs run up to scale 2 (1000 x 750 px): every activation of such a pass is a block of
 tens of MiB, which glibc by default hands back to the kernel when freed, so the next pass
-faults its pages in again. The same multi-scale CAM (the demo's
-classifier settings, freshly initialised: cost does not depend on the weights, image + flip)
-runs in two fresh processes, one with WSSS_KEEP_FREED_MEMORY=0; each prints the median time
-and the page faults of one pass. Target: glibc's defaults >= 1.5x slower at the largest side.
+faults its pages in again. The same CAM pass (the demo's classifier settings, freshly
+initialised: cost does not depend on the weights; image + flip) runs in two fresh processes,
+one with WSSS_KEEP_FREED_MEMORY=0; each reports the median time and the page faults of one
+pass. Target: glibc's defaults >= 1.5x slower at the largest side.
 Run from the repo root:
 
     python benchmarks/bench_heap.py [--sides 176 440 880] [--quick]

@@ -13,9 +13,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 def _keep_freed_memory() -> None:
     """glibc returns every freed block above 32 MiB to the kernel, so the next tensor of that size
-    faults its pages in again, one by one: a CAM forward pass on an 880 px image spent 70 % of its
-    time in the kernel that way (1.7 s, 0.5 s with this; benchmarks/bench_heap.py). Large blocks
-    come from the heap instead and stay there for reuse. WSSS_KEEP_FREED_MEMORY=0 leaves glibc's
+    faults its pages in again, one by one: a CAM pass on an 880 px image spent most of its time in
+    the kernel that way (1.10 s, 0.33 s with this; benchmarks/bench_heap.py). Large blocks come
+    from the heap instead and stay there for reuse, so a process holds on to its peak memory
+    until it exits (the stages are short-lived processes). WSSS_KEEP_FREED_MEMORY=0 leaves glibc's
     defaults; other C libraries have no mallopt and are left alone."""
     if os.environ.get("WSSS_KEEP_FREED_MEMORY", "1") == "0":
         return

@@ -200,6 +200,8 @@ def test_cam_anatomy_by_hand():
     assert result["background_ring_mean"] == pytest.approx(0.2)
     assert [(b["from_px"], b["mean"]) for b in result["body_by_distance"]] == [(0, pytest.approx(0.5)),
                                                                              (16, pytest.approx(0.1))]
+
+
 def test_class_map_on_own_twin_and_other_bodies_by_hand():
     """Three 10 x 10 bodies in a 30 x 40 scene: class 1's (with a 2 x 2 part), its twin 2's and
     class 3's. Class 1's map is 0.6 on its own body, 0.3 on the twin's, 0.1 on class 3's, 0 on

@@ -1,5 +1,6 @@
 """Device and thread choices of the stages."""
 import os
+import platform
 import subprocess
 import sys
 
@@ -46,8 +47,7 @@ def test_set_threads_sets_torch_opencv_and_interop_threads_and_openmp_sleeps():
     assert run.stdout.split()[-1] == "ACTIVE"
 
 
-@pytest.mark.skipif(os.uname().sysname != "Linux" or "glibc" not in " ".join(__import__("platform").libc_ver()),
-                    reason="the setting is glibc's mallopt")
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the setting is glibc's mallopt")
 def test_freed_large_blocks_are_reused_without_faulting_their_pages_in_again():
     """A loop that makes and frees two 64 MiB tensors per pass, as a forward pass does its
     activations: with the pipeline loaded, once the heap has grown to hold them (a pass or
