@@ -101,12 +101,13 @@ def add_settings(p: argparse.ArgumentParser, stage: str, defaults: str | None = 
     title = f"settings: config section '{base_section}'"
     if base_section != section:
         title += f", with '{section}' on top for the keys it sets"
+    base_keys = section_properties(base_section)
     group = p.add_argument_group(title)
     group.add_argument("--cfg", type=json.loads, default=None,
                        help="the whole section as one JSON object (named options override it)")
     for key in keys:
         spec = properties[key]
-        owner = base_section if key in section_properties(base_section) else section
+        owner = base_section if key in base_keys else section
         help_text = spec.get("description", f"{owner}.{key}")
         if ("$ref" in spec or spec.get("type") == "object") and "JSON" not in help_text:
             help_text += " (JSON object)"

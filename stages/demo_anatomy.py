@@ -21,7 +21,8 @@ def main(argv=None) -> None:
     g, cams = args.generator, ArtifactReader(args.cams)
     scenes = ((demo.demo_image_id(args.split, i), demo.render(g["seed"], args.split, i, args.classes, g["min_size"],
                                                      g["max_size"])) for i in range(args.images))
-    result = demo_anatomy.anatomy(scenes, lambda key: (cams[key], cams.attrs(key)["classes"]), args.threshold)
+    result = demo_anatomy.anatomy(scenes, lambda key: (cams[key], cams.attrs(key)["classes"]), args.classes,
+                                  args.threshold)
     write_json(args.out, result)
     print(f"demo_anatomy: {result['objects']} objects; part {result['part_mean']:.3f}, body at or above "
           f"{args.threshold}: {result['body_at_or_above_threshold']:.3f}, background ring "

@@ -193,7 +193,8 @@ def test_cam_anatomy_by_hand():
     cam[5:10, 10:25] = 0.5   # distances 1..15 from the part: the first 16 px band
     cam[5:10, 25:40] = 0.1   # distances 16..30: the second
     other = np.ones((40, 40))  # a map of a class the scene lacks is not looked at
-    result = demo_anatomy.anatomy([("x", scene)], lambda _: (np.stack([other, cam]), [3, 1]), threshold=0.3)
+    result = demo_anatomy.anatomy([("x", scene)], lambda _: (np.stack([other, cam]), [3, 1]), DEMO_CLASSES,
+                                  threshold=0.3)
     assert result["objects"] == 1
     assert result["part_mean"] == pytest.approx(1.0)
     assert result["body_at_or_above_threshold"] == pytest.approx(75 / 150)
@@ -227,7 +228,7 @@ def test_class_map_on_own_twin_and_other_bodies_by_hand():
     map2 = np.zeros((30, 40))
     map2[masks[1]] = 0.2
     result = demo_anatomy.anatomy([("x", scene)], lambda _: (np.stack([map1, map2, np.ones((30, 40))]), [1, 2, 4]),
-                                  threshold=0.15)["class_map_on_bodies"]
+                                  DEMO_CLASSES, threshold=0.15)["class_map_on_bodies"]
     background = (label == 0).sum()
     assert result["own"] == {"bodies": 2, "mean": pytest.approx((0.6 + 0.0) / 2)}      # map 1 on body 1, map 2 on body 2
     assert result["twin"] == {"bodies": 2, "mean": pytest.approx((0.3 + 0.2) / 2)}     # map 1 on body 2, map 2 on body 1

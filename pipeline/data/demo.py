@@ -54,6 +54,12 @@ DISTRACTOR_RATE = 0.08                           # P(an image holds one body-lik
 BORDER = 1                                       # erode/dilate radius of the 255 band at object edges
 
 
+def twin(name: str) -> str:
+    """A class's look-alike: LOOKS lists the pairs one after the other."""
+    names = list(LOOKS)
+    return names[names.index(name) ^ 1]
+
+
 @dataclass
 class Scene:
     image: np.ndarray          # H x W x 3 uint8

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 import cv2
 import numpy as np
 
-from .demo import Scene
+from .demo import Scene, twin
 
 
 def _class_regions(scene: Scene, cls: int):
@@ -21,21 +21,17 @@ def _class_regions(scene: Scene, cls: int):
     return whole & ~body, body
 
 
-def twin(cls: int) -> int:
-    """The look-alike of a demo class: the classes come in pairs after background (1-2, 3-4, 5-6)."""
-    return cls + 1 if cls % 2 else cls - 1
-
-
-def _body_kind(map_class: int, body_class: int) -> str:
+def _body_kind(map_class: str, body_class: str) -> str:
     if body_class == map_class:
         return "own"
     return "twin" if body_class == twin(map_class) else "other"
 
 
 def anatomy(scenes: Iterable[tuple[str, Scene]], maps_of: Callable[[str], tuple[np.ndarray, list]],
-            threshold: float, bin_px: int = 16, ring_px: int = 12, min_part: int = 5,
+            classes: list[str], threshold: float, bin_px: int = 16, ring_px: int = 12, min_part: int = 5,
             min_body: int = 50) -> dict:
-    """scenes: (image id, Scene); maps_of(image id) -> (maps (K, H, W), class id of each map).
+    """scenes: (image id, Scene); maps_of(image id) -> (maps (K, H, W), class id of each map);
+    classes: the names of the class ids, background first.
     Per class present in an image (its part of at least min_part pixels): the map's mean on the
     part, on the body in bands of bin_px by distance from the part, and on the background
     pixels within ring_px of the object; body pixels at or above threshold over all objects.
@@ -48,14 +44,16 @@ def anatomy(scenes: Iterable[tuple[str, Scene]], maps_of: Callable[[str], tuple[
         maps, ids = maps_of(image_id)
         ids = [int(c) for c in ids]
         present = {c for c, _ in scene.objects}
+        background = scene.label == 0
         for k, map_class in enumerate(ids):
             if map_class not in present:
                 continue
-            on_bodies["background"].append(float(maps[k][scene.label == 0].mean()))
+            on_bodies["background"].append(float(maps[k][background].mean()))
             for body_class, body in scene.bodies:
                 if body.sum() >= min_body:
-                    on_bodies[_body_kind(map_class, body_class)].append(float(maps[k][body].mean()))
-        for cls in sorted({c for c, _ in scene.objects}):
+                    kind = _body_kind(classes[map_class], classes[body_class])
+                    on_bodies[kind].append(float(maps[k][body].mean()))
+        for cls in sorted(present):
             part, body = _class_regions(scene, cls)
             if part.sum() < min_part or cls not in ids:
                 continue
@@ -69,8 +67,7 @@ def anatomy(scenes: Iterable[tuple[str, Scene]], maps_of: Callable[[str], tuple[
             total += int(body.sum())
             size = 2 * ring_px + 1
             whole = (part | body).astype(np.uint8)
-            ring = cv2.dilate(whole, np.ones((size, size), np.uint8)).astype(bool) & ~whole.astype(bool) \
-                & (scene.label == 0)
+            ring = cv2.dilate(whole, np.ones((size, size), np.uint8)).astype(bool) & ~whole.astype(bool) & background
             if ring.any():
                 ring_means.append(m[ring].mean())
     return {"objects": len(part_means), "threshold": threshold,
