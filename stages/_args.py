@@ -71,7 +71,8 @@ def add_demo_generator(p: argparse.ArgumentParser) -> None:
     """The demo's classes and generator settings (datasets.demo in config.yaml)."""
     p.add_argument("--classes", required=True, type=json.loads)
     p.add_argument("--generator", required=True, type=json_arg,
-                   help="JSON: seed, n_train, n_val, min_size, max_size, format (voc | coco)")
+                   help="JSON: seed, n_train, n_val, min_size, max_size, collar_tint, collar_reach, "
+                        "format (voc | coco)")
 
 
 def add_runtime(p: argparse.ArgumentParser) -> None:

@@ -19,8 +19,9 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
 
     g, cams = args.generator, ArtifactReader(args.cams)
+    collar = {k: g[k] for k in ("collar_tint", "collar_reach") if k in g}
     scenes = ((demo.demo_image_id(args.split, i), demo.render(g["seed"], args.split, i, args.classes, g["min_size"],
-                                                     g["max_size"])) for i in range(args.images))
+                                                     g["max_size"], **collar)) for i in range(args.images))
     result = demo_anatomy.anatomy(scenes, lambda key: (cams[key], cams.attrs(key)["classes"]), args.classes,
                                   args.threshold)
     write_json(args.out, result)

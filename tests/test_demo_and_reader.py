@@ -1,6 +1,7 @@
 import hashlib
 import shutil
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -160,6 +161,34 @@ def test_the_part_tells_twins_apart_better_than_the_body():
     part = {c: rows.mean(0) for c, rows in _mean_colours(scenes, parts).items()}
     for c in (1, 3, 5):
         assert np.linalg.norm(part[c] - part[c + 1]) > 3 * np.linalg.norm(body[c] - body[c + 1])
+
+
+def test_the_collar_blends_the_body_toward_the_part_by_distance_by_hand():
+    """A 5 x 5 part (radius of the equal disc: sqrt(25 / pi)) at the left end of a grey body; along
+    the part's middle row the distance to the part is exact, so the blend is 0.5 (1 - d / (2 * r))."""
+    img = np.full((20, 40, 3), 100.0, np.float32)
+    body, part = np.zeros((20, 40), bool), np.zeros((20, 40), bool)
+    body[5:15, 5:35] = True
+    part[8:13, 5:10] = True
+    demo._collar(img, body, part, (200, 0, 40), tint_at_part=0.5, reach=2.0)
+    reach_px = 2.0 * np.sqrt(25 / np.pi)   # 5.64 px
+    for d in range(1, 9):
+        t = 0.5 * max(0.0, 1 - d / reach_px)
+        assert img[10, 9 + d] == pytest.approx([100 + 100 * t, 100 - 100 * t, 100 - 60 * t], abs=1e-4), d
+    assert (img[~body] == 100).all()   # the background is left alone
+    assert (img[5:15, 9 + 6:35] == 100).all()   # and the body beyond the reach
+
+
+def test_the_collar_is_off_by_default_and_changes_only_the_bodies():
+    plain = demo.render(TINY["seed"], "train", 3, DEMO_CLASSES, TINY["min_size"], TINY["max_size"])
+    off = demo.render(TINY["seed"], "train", 3, DEMO_CLASSES, TINY["min_size"], TINY["max_size"], collar_tint=0.0)
+    collared = demo.render(TINY["seed"], "train", 3, DEMO_CLASSES, TINY["min_size"], TINY["max_size"],
+                           collar_tint=0.5, collar_reach=2.5)
+    assert (plain.image == off.image).all()
+    assert (plain.label == collared.label).all()
+    changed = np.abs(plain.image.astype(int) - collared.image.astype(int)).max(2) > 2
+    near_bodies = cv2.dilate(np.any([m for _, m in plain.bodies], axis=0).astype(np.uint8), np.ones((5, 5)))
+    assert changed.any() and not (changed & ~near_bodies.astype(bool)).any()   # the 3x3 blur spreads 1 px
 
 
 def test_distractors_are_rare_and_not_in_a_class_colour():

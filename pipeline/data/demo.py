@@ -189,6 +189,16 @@ def _part(rng, h, w, look, geometry):
     return mask.astype(bool)
 
 
+def _collar(img, body, part, part_rgb, tint_at_part, reach):
+    """Blend the body toward its part's colour, by tint_at_part at the part's edge fading to none at
+    reach part radii: evidence that declines with distance, as the fur around a cat's face, where
+    the plain demo steps from part to body (README, "Calibrating the seeds")."""
+    radius = max(2.0, float(np.sqrt(part.sum() / np.pi)))   # of a disc as large as the part
+    distance = cv2.distanceTransform((~part).astype(np.uint8), cv2.DIST_L2, 5)
+    tint = (tint_at_part * np.clip(1 - distance / (reach * radius), 0, 1))[..., None]
+    img[body] = (img * (1 - tint) + np.array(part_rgb, np.float32) * tint)[body]
+
+
 def _distractor_colour(rng):
     """A body-like shape's colour: saturated, but in none of the classes' colour families."""
     teal, pink, olive = (50, 150, 150), (190, 110, 150), (175, 170, 40)
@@ -206,8 +216,10 @@ def demo_image_id(split: str, index: int) -> str:
     return f"{split}_{index:04d}"
 
 
-def render(seed: int, split: str, index: int, classes: list[str], min_size: int, max_size: int) -> Scene:
-    """One image with its label map (255 band at edges), objects, bodies and distractors."""
+def render(seed: int, split: str, index: int, classes: list[str], min_size: int, max_size: int,
+           collar_tint: float = 0.0, collar_reach: float = 2.5) -> Scene:
+    """One image with its label map (255 band at edges), objects, bodies and distractors; a
+    collar_tint above 0 blends each body toward its part's colour around the part (_collar)."""
     split_code = sum(ord(ch) * 31 ** i for i, ch in enumerate(split)) % (2 ** 31)
     rng = np.random.default_rng([seed, split_code, index])
     names = classes[1:]
@@ -238,6 +250,8 @@ def render(seed: int, split: str, index: int, classes: list[str], min_size: int,
             continue
         part = _part(rng, h, w, look, geometry) & body
         img[body] = _texture(rng, h, w, look.texture, look.body_rgb)[body]
+        if collar_tint > 0:
+            _collar(img, body, part, look.part_rgb, collar_tint, collar_reach)
         img[part] = np.array(look.part_rgb, np.float32) + rng.normal(0, 8, size=(int(part.sum()), 3))
         label[body] = cls
         drawn = [(c, m & ~body) for c, m in drawn] + [(cls, body)]
@@ -267,7 +281,8 @@ def _annotation_xml(image_id, h, w, classes, objects):
 
 
 def generate(root: str | Path, classes: list[str], seed: int, n_train: int, n_val: int,
-             min_size: int, max_size: int, progress=None) -> None:
+             min_size: int, max_size: int, collar_tint: float = 0.0, collar_reach: float = 2.5,
+             progress=None) -> None:
     """Write the whole dataset in VOC layout under root (files are overwritten)."""
     unknown = [c for c in classes[1:] if c not in LOOKS]
     if unknown:
@@ -279,7 +294,7 @@ def generate(root: str | Path, classes: list[str], seed: int, n_train: int, n_va
     ids = {"train": [], "val": []}
     for split, i in (progress(jobs) if progress else jobs):
         image_id = demo_image_id(split, i)
-        scene = render(seed, split, i, classes, min_size, max_size)
+        scene = render(seed, split, i, classes, min_size, max_size, collar_tint, collar_reach)
         Image.fromarray(scene.image).save(root / "JPEGImages" / f"{image_id}.jpg", quality=92)
         save_label_png(scene.label, root / "SegmentationClass" / f"{image_id}.png")
         xml = _annotation_xml(image_id, *scene.label.shape, classes, scene.objects)
