@@ -88,6 +88,20 @@ def test_the_demo_cam_chain_file_swaps_the_chain_and_keeps_the_demo_settings(tmp
 
 
 
+def test_the_demo_collar_file_draws_the_collar_and_scales_the_cams(tmp_path):
+    """configs/demo-collar.yaml on top of config.yaml: make_demo gets the collar, extract_cams the
+    scales x2.5, and the demo's other CAM settings stay."""
+    run = snakemake("-n", "-p", "--cores", "2", "--configfile", str(REPO / "configs/demo-collar.yaml"),
+                    "--", "results/demo/miou.json", cwd=tmp_path, timeout=120)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    make = next(line for line in run.stdout.splitlines() if "python -m stages.make_demo " in line)
+    generator = json.loads(shlex.split(make.split("--generator", 1)[1])[0])
+    assert generator["collar_tint"] == 0.5 and generator["collar_reach"] == 2.25 and generator["seed"] == 2026
+    cams = [stage_settings(line, "extract_cams") for line in run.stdout.splitlines()
+            if "python -m stages.extract_cams " in line]
+    assert cams and all(c["scales"] == [2.5, 1.25, 3.75, 5.0] and c["fullycam_levels"] == [1, 2] for c in cams)
+
+
 def test_the_demo_report_shows_the_published_voc_ladder_beside_its_own(tmp_path):
     """The demo stands in for VOC, so its report gets the PSA/IRN anchors as VOC's does."""
     run = snakemake("-n", "-p", "--cores", "2", "--", "results/demo/report.html", cwd=tmp_path, timeout=120)
