@@ -120,7 +120,7 @@ def test_a_repeated_id_and_an_object_without_a_box_are_named(tmp_path, tiny_voc)
 
 
 # the collar the demo is drawn with (config.yaml), so the statistics below are the shipped demo's
-DEMO_COLLAR = {k: v for k, v in cfgmod.load(REPO / "config.yaml")["datasets"]["demo"]["generator"].items()
+DEMO_COLLAR = {k: v for k, v in cfgmod.dataset_config(cfgmod.load(REPO / "config.yaml"), "demo")["generator"].items()
                if k.startswith("collar_")}
 
 
@@ -139,26 +139,32 @@ def _mean_colours(scenes, masks_of):
     return {c: np.array(rows) for c, rows in colours.items()}
 
 
+def _class_distances(bodies):
+    """Per class: the spread of its bodies' mean colours, and the distance of its centre to every other class's."""
+    centre = {c: rows.mean(0) for c, rows in bodies.items()}
+    spread = {c: np.linalg.norm(rows - centre[c], axis=1).mean() for c, rows in bodies.items()}
+    return spread, {c: {d: np.linalg.norm(centre[c] - centre[d]) for d in bodies if d != c} for c in bodies}
+
+
+def _twin(c):
+    return DEMO_CLASSES.index(demo.twin(DEMO_CLASSES[c]))
+
+
 def test_bodies_carry_their_class_colour_and_twins_look_alike():
     scenes = _scenes(150)
     bodies = _mean_colours(scenes, lambda s: s.bodies)
     assert all(len(rows) >= 10 for rows in bodies.values())
-    centre = {c: rows.mean(0) for c, rows in bodies.items()}
-    spread = {c: np.linalg.norm(rows - centre[c], axis=1).mean() for c, rows in bodies.items()}
-    for c in bodies:
-        others = {d: np.linalg.norm(centre[c] - centre[d]) for d in bodies if d != c}
+    spread, distances = _class_distances(bodies)
+    for c, others in distances.items():
         # class evidence: a body's colour sits closer to its class than the classes sit to each other
         assert np.mean(list(others.values())) > 2 * spread[c], DEMO_CLASSES[c]
-        # look-alike pairs (classes 1-2, 3-4, 5-6): the twin is the nearest class
-        twin = c + 1 if c % 2 else c - 1
-        assert min(others, key=others.get) == twin
+        # look-alike pairs: the twin is the nearest class
+        assert min(others, key=others.get) == _twin(c)
     # and the bodies' own looks, without the collar that carries each part's colour into its body,
     # put a twin nearer than half the distance to any other class
-    plain = _mean_colours(_scenes(150, collar={}), lambda s: s.bodies)
-    centre = {c: rows.mean(0) for c, rows in plain.items()}
-    for c in plain:
-        others = {d: np.linalg.norm(centre[c] - centre[d]) for d in plain if d != c}
-        twin = c + 1 if c % 2 else c - 1
+    plain = _mean_colours(_scenes(150, collar={}), lambda s: s.bodies) if DEMO_COLLAR else bodies
+    for c, others in _class_distances(plain)[1].items():
+        twin = _twin(c)
         assert others[twin] < 0.5 * min(v for d, v in others.items() if d != twin), DEMO_CLASSES[c]
 
 

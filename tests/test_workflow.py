@@ -18,7 +18,7 @@ from PIL import Image
 from conftest import DEMO_CLASSES, REPO, listed_voc
 from slurm.compare_results import same_h5
 from pipeline.evaluation.report import IMAGE_CHECK
-from stages._args import parser
+from stages._args import add_demo_generator, parser
 from stages._settings import add_settings, settings
 
 
@@ -63,12 +63,16 @@ def test_the_voc_sized_dag_has_one_job_per_stage_and_shard(tmp_path):
                     "gather": 6, "evaluate_full": 1, "evaluate": 1, "total": 37}
 
 
+def stage_words(command: str, stage: str) -> list[str]:
+    """The arguments a rule's shell command passes to python -m stages.<stage>."""
+    return shlex.split(command.split(f"python -m stages.{stage} ", 1)[1].split(" 2>&1")[0])
+
+
 def stage_settings(command: str, stage: str) -> dict:
     """The settings a rule's shell command passes to a stage, as the stage reads them."""
     p = parser(stage)
     add_settings(p, stage)
-    words = shlex.split(command.split("python -m stages.", 1)[1].split(" 2>&1")[0])[1:]
-    return settings(p.parse_known_args(words)[0])
+    return settings(p.parse_known_args(stage_words(command, stage))[0])
 
 
 def test_the_demo_cam_chain_file_swaps_the_chain_and_keeps_the_demo_settings(tmp_path):
@@ -95,7 +99,9 @@ def test_the_demo_collar_file_draws_the_collar_and_scales_the_cams(tmp_path):
                     "--", "results/demo/miou.json", cwd=tmp_path, timeout=120)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     make = next(line for line in run.stdout.splitlines() if "python -m stages.make_demo " in line)
-    generator = json.loads(shlex.split(make.split("--generator", 1)[1])[0])
+    p = parser("make_demo")
+    add_demo_generator(p)
+    generator = p.parse_known_args(stage_words(make, "make_demo"))[0].generator
     assert generator["collar_tint"] == 0.5 and generator["collar_reach"] == 2.25 and generator["seed"] == 2026
     cams = [stage_settings(line, "extract_cams") for line in run.stdout.splitlines()
             if "python -m stages.extract_cams " in line]
