@@ -29,17 +29,24 @@ def propagate_image(model: AffinityNet, image: np.ndarray, cams: np.ndarray, mea
     """image uint8 (H, W, 3), cams (K, H, W) in [0, 1] -> float32 (1 + K, H, W): background first."""
     s = model.stride
     h, w = image.shape[:2]
-    pad_h, pad_w = -h % s, -w % s
-    x = F.pad(to_tensor(image, mean, std), (0, pad_w, 0, pad_h))   # zero = the mean colour
-    features = model(x[None].to(device))[0]
+    x = F.pad(to_tensor(image, mean, std), (0, -w % s, 0, -h % s))   # zero = the mean colour
+    return walk_maps(model(x[None].to(device))[0], cams, s, cfg)
+
+
+@torch.no_grad()
+def walk_maps(features: torch.Tensor, cams: np.ndarray, stride: int, cfg: dict) -> np.ndarray:
+    """cams (K, H, W) and their background score, average-pooled onto the grid of features (D, h, w)
+    (the image padded to a multiple of stride), walked 2^logt steps over the features' affinities,
+    upsampled and cropped back -> float32 (1 + K, H, W): background first."""
+    h, w = cams.shape[1:]
     stack = torch.from_numpy(np.concatenate([background_score(cams, cfg["alpha"])[None], cams]).astype(np.float32))
-    stack = F.pad(stack, (0, pad_w, 0, pad_h))
+    stack = F.pad(stack, (0, -w % stride, 0, -h % stride))
     # every channel, background included, is padded with 0, as psa's infer_aff
-    grid_maps = F.avg_pool2d(stack[None], s)[0].to(device)
+    grid_maps = F.avg_pool2d(stack[None], stride)[0].to(features.device)
     # float32 throughout: pipeline/affinity/random_walk.py says why float64 buys nothing here
     T = transition_matrix(features, cfg["radius"], cfg["beta"])
     walked = random_walk(grid_maps, T, 2 ** cfg["logt"])
-    up = F.interpolate(walked[None], scale_factor=s, mode="bilinear", align_corners=False)[0]
+    up = F.interpolate(walked[None], scale_factor=stride, mode="bilinear", align_corners=False)[0]
     return up[:, :h, :w].float().cpu().numpy()
 
 

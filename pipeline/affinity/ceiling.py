@@ -1,0 +1,70 @@
+"""The random walk over ground-truth affinities: how far the walk could take a set of CAMs.
+
+AffinityNet's job is an affinity that is high inside an object and low across its boundary. Here
+that affinity is read off the ground truth instead: features are scaled one-hot vectors of the
+label at each grid cell's centre, so that pair_affinity is exactly 1 between cells of one label
+and exactly `cross` between cells of two labels. The same CAMs, background score, transition
+matrix and step count as the `rw` stage then give the walk's score with a perfect AffinityNet (up
+to `cross`), and the gap to the learned walk is what AffinityNet loses (README, "Data").
+"""
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from pipeline.affinity.labels import label_grid
+from pipeline.affinity.propagate import walk_maps
+from pipeline.data.voc import VOCDataset
+from pipeline.maps.io import IGNORE, add_scored, image_and_maps
+from pipeline.maps.metrics import ConfusionAccumulator
+
+
+def fill_ignored(gt: np.ndarray) -> np.ndarray:
+    """gt with each 255 pixel given the label of its nearest labelled pixel (the border band
+    belongs to one side or the other, as every pixel does for the walk)."""
+    band = gt == IGNORE
+    if not band.any() or band.all():
+        return gt.copy()
+    # each band pixel's nearest zero of `band` (a labelled pixel), by its label in the transform
+    _, nearest = cv2.distanceTransformWithLabels(band.astype(np.uint8), cv2.DIST_L2, 5,
+                                                 labelType=cv2.DIST_LABEL_PIXEL)
+    label_of = np.zeros(nearest.max() + 1, gt.dtype)
+    label_of[nearest[~band]] = gt[~band]
+    filled = gt.copy()
+    filled[band] = label_of[nearest[band]]
+    return filled
+
+
+def label_features(gt: np.ndarray, n_classes: int, stride: int, cross: float) -> torch.Tensor:
+    """(n_classes, ceil(H / s), ceil(W / s)) features whose pair_affinity is 1 for two cells of
+    one label and `cross` for two cells of different labels: one-hot vectors scaled by k, whose
+    mean absolute difference over the channels is 2k / n_classes."""
+    if not 0.0 < cross < 1.0:
+        raise ValueError(f"cross affinity must lie in (0, 1), got {cross}")
+    grid = label_grid(fill_ignored(gt), stride)
+    scale = -math.log(cross) * n_classes / 2
+    return torch.from_numpy(np.eye(n_classes, dtype=np.float32)[grid] * scale).permute(2, 0, 1)
+
+
+def walk_on_labels(gt: np.ndarray, cams: np.ndarray, class_ids, n_classes: int, stride: int, cross: float,
+                   cfg: dict) -> np.ndarray:
+    """Dataset ids of the argmax of [background^alpha, CAMs] walked over label_features, as the
+    rw stage walks them over AffinityNet's."""
+    h, w = gt.shape
+    features = label_features(np.pad(gt, ((0, -h % stride), (0, -w % stride)), mode="edge"), n_classes, stride,
+                              cross)
+    return np.asarray([0, *class_ids], np.uint8)[walk_maps(features, cams, stride, cfg).argmax(0)]
+
+
+def ceiling_confusion(cams, voc: VOCDataset, stride: int, cross: float, cfg: dict) -> np.ndarray:
+    """The confusion matrix of walk_on_labels over the images of voc."""
+    acc = ConfusionAccumulator(len(voc.classes))
+    for image_id in tqdm(voc.ids, desc="walk on ground-truth affinities"):
+        _, maps, class_ids = image_and_maps(voc, cams, image_id)
+        gt = voc.load_mask(image_id)
+        add_scored(acc, gt, walk_on_labels(gt, maps, class_ids, len(voc.classes), stride, cross, cfg))
+    return acc.matrix
