@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import DEMO_CLASSES
 from pipeline.affinity.ceiling import fill_ignored, label_features, walk_on_labels
 from pipeline.affinity.random_walk import pair_affinity
 from pipeline.core.store import ArtifactWriter
 from pipeline.data.voc import VOCDataset
 from stages import walk_ceiling
-from tests.conftest import DEMO_CLASSES
 
 
 def test_the_border_band_takes_its_nearest_label():
