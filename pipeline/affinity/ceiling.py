@@ -14,13 +14,12 @@ import math
 import cv2
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from pipeline.affinity.labels import label_grid
 from pipeline.affinity.propagate import walk_maps
+from pipeline.core.store import ArtifactReader
 from pipeline.data.voc import VOCDataset
-from pipeline.maps.io import IGNORE, add_scored, image_and_maps
-from pipeline.maps.metrics import ConfusionAccumulator
+from pipeline.maps.io import IGNORE, confusion_split
 
 
 def fill_ignored(gt: np.ndarray) -> np.ndarray:
@@ -53,18 +52,16 @@ def label_features(gt: np.ndarray, n_classes: int, stride: int, cross: float) ->
 def walk_on_labels(gt: np.ndarray, cams: np.ndarray, class_ids, n_classes: int, stride: int, cross: float,
                    cfg: dict) -> np.ndarray:
     """Dataset ids of the argmax of [background^alpha, CAMs] walked over label_features, as the
-    rw stage walks them over AffinityNet's."""
-    h, w = gt.shape
-    features = label_features(np.pad(gt, ((0, -h % stride), (0, -w % stride)), mode="edge"), n_classes, stride,
-                              cross)
+    rw stage walks them over AffinityNet's (label_grid already gives the padded image's grid)."""
+    features = label_features(gt, n_classes, stride, cross)
     return np.asarray([0, *class_ids], np.uint8)[walk_maps(features, cams, stride, cfg).argmax(0)]
 
 
-def ceiling_confusion(cams, voc: VOCDataset, stride: int, cross: float, cfg: dict) -> np.ndarray:
+def ceiling_confusion(cams: ArtifactReader, voc: VOCDataset, stride: int, cross: float, cfg: dict) -> np.ndarray:
     """The confusion matrix of walk_on_labels over the images of voc."""
-    acc = ConfusionAccumulator(len(voc.classes))
-    for image_id in tqdm(voc.ids, desc="walk on ground-truth affinities"):
-        _, maps, class_ids = image_and_maps(voc, cams, image_id)
-        gt = voc.load_mask(image_id)
-        add_scored(acc, gt, walk_on_labels(gt, maps, class_ids, len(voc.classes), stride, cross, cfg))
-    return acc.matrix
+    def walked(image_id: str) -> np.ndarray:
+        return walk_on_labels(voc.load_mask(image_id), cams[image_id].astype(np.float32),
+                              cams.attrs(image_id)["classes"], len(voc.classes), stride, cross, cfg)
+
+    return confusion_split(voc, walked, "walk on ground-truth affinities", "walk over ground-truth affinities",
+                           cams.path)
