@@ -8,7 +8,8 @@ from PIL import Image
 
 from conftest import DEMO_CLASSES, REPO, TINY
 from pipeline.core import config as cfgmod
-from pipeline.data import demo, demo_anatomy
+from pipeline.data import demo
+from pipeline.diagnostics import demo_anatomy
 from pipeline.data.voc import DatasetError, VOCDataset
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from conftest import DEMO_CLASSES
-from pipeline.cams.attnfusion_diagnosis import diagnose, fusion_variants, patch_attention_stats
+from pipeline.diagnostics.attnfusion import diagnose, fusion_variants, patch_attention_stats
 from pipeline.cams.multiscale import scale_sum
 from pipeline.cams.vit import attnfusion_map, getam_map, vit_multiscale_cam
 from pipeline.maps.metrics import ConfusionAccumulator, scores

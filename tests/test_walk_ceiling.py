@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from conftest import DEMO_CLASSES
-from pipeline.affinity.ceiling import fill_ignored, label_features, walk_on_labels
+from pipeline.diagnostics.walk_ceiling import fill_ignored, label_features, walk_on_labels
 from pipeline.affinity.random_walk import pair_affinity
 from pipeline.core.store import ArtifactWriter
 from pipeline.data.voc import VOCDataset
-from stages import walk_ceiling
+from stages.diagnostics import walk_ceiling
 
 
 def test_the_border_band_takes_its_nearest_label():

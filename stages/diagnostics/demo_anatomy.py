@@ -4,7 +4,8 @@ body by whose it is (own class, twin, other class), with the scenes regenerated 
 generator's settings: python -m stages.demo_anatomy ..."""
 
 from pipeline.core.store import ArtifactReader
-from pipeline.data import demo, demo_anatomy
+from pipeline.data import demo
+from pipeline.diagnostics import demo_anatomy
 from stages._args import add_demo_generator, parser, write_json
 
 

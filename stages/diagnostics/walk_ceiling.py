@@ -2,7 +2,7 @@
 scored on that split: what the rw stage would reach with a perfect AffinityNet, beside what it
 reached (README, "Data"). A diagnostic run by hand, not a rule:
 python -m stages.walk_ceiling --root ... --classes ... --split train --cams ... --stride 8 --out X.json"""
-from pipeline.affinity.ceiling import ceiling_confusion
+from pipeline.diagnostics.walk_ceiling import ceiling_confusion
 from pipeline.core.device import set_threads
 from pipeline.core.store import ArtifactReader
 from pipeline.maps.metrics import scores

@@ -1,6 +1,6 @@
 """Attention statistics and attnfusion's seed curves with and without refinement (README, CAM
 methods): python -m stages.diagnose_attnfusion ..."""
-from pipeline.cams.attnfusion_diagnosis import diagnose
+from pipeline.diagnostics.attnfusion import diagnose
 from pipeline.cams.seeds import sweep_values
 from pipeline.core.device import resolve_device, set_threads
 from pipeline.models.classifier import load_classifier

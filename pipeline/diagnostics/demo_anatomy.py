@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 import cv2
 import numpy as np
 
-from .demo import Scene, twin
+from pipeline.data.demo import Scene, twin
 
 
 def _class_regions(scene: Scene, cls: int):

@@ -1,0 +1,1 @@
+"""The diagnostics as command-line programs (pipeline/diagnostics/): run by hand, not by a rule."""
