@@ -1,4 +1,5 @@
 """The package layout follows the DAG: no stage family imports another one, only the shared packages;
+the diagnostics stand apart (they may read the families they measure, no product package reads them);
 and the README's drawing of pipeline/ names exactly the packages on disk."""
 import ast
 import re
@@ -9,6 +10,8 @@ PIPELINE = ROOT / "pipeline"
 
 SHARED = {"core", "data", "models", "maps"}
 FAMILIES = {"classifier", "cams", "affinity", "refine", "segmentation", "evaluation"}
+# Measurements of the product against ground truth, run by hand (docs/diagnostics.md): never by the DAG.
+DIAGNOSTICS = "diagnostics"
 
 # Every arrow between packages that the code may draw (a package may always import itself).
 ALLOWED = {
@@ -17,6 +20,7 @@ ALLOWED = {
     "data": {"core"},             # cached COCO masks and PNG export go through the artifact store
     "maps": {"core", "data"},     # maps are read from artifacts beside the split's images
     "models": set(),
+    DIAGNOSTICS: SHARED | {"cams", "affinity"},   # the attention fusion, the random walk it measures
 }
 
 
@@ -46,7 +50,7 @@ def _imported_packages(path: Path) -> set[str]:
 
 def test_every_package_is_a_family_or_shared():
     on_disk = {p.name for p in PIPELINE.iterdir() if (p / "__init__.py").exists()}
-    assert on_disk == SHARED | FAMILIES
+    assert on_disk == SHARED | FAMILIES | {DIAGNOSTICS}
     assert not [p.name for p in PIPELINE.glob("*.py") if p.name != "__init__.py"], "modules belong in a package"
 
 
@@ -61,6 +65,25 @@ def test_no_stage_family_imports_another():
     assert not sideways, "imports across stage families:\n" + "\n".join(sideways)
 
 
+def test_no_product_code_imports_the_diagnostics():
+    """Neither a product package nor a stage the DAG runs reads pipeline.diagnostics (or stages.diagnostics)."""
+    readers = []
+    for path in sorted([*PIPELINE.rglob("*.py"), *(ROOT / "stages").rglob("*.py")]):
+        if DIAGNOSTICS in path.relative_to(ROOT).parts:
+            continue
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:   # both `from a.b import c` forms
+                names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+            else:
+                continue
+            if any(n.split(".")[:2] in (["pipeline", DIAGNOSTICS], ["stages", DIAGNOSTICS]) for n in names):
+                readers.append(str(path.relative_to(ROOT)))
+    assert not readers, "product code importing the diagnostics: " + ", ".join(readers)
+
+
 def test_the_readme_draws_the_packages_on_disk():
     """The drawing in the README's Layout section: the lines under `pipeline/`, one per package."""
     lines = (ROOT / "README.md").read_text().split("\n")
@@ -71,4 +94,4 @@ def test_the_readme_draws_the_packages_on_disk():
             break
         if match := re.match(r"^      (\w+)/\s", line):
             drawn.add(match[1])
-    assert drawn == SHARED | FAMILIES
+    assert drawn == SHARED | FAMILIES | {DIAGNOSTICS}

@@ -16,7 +16,9 @@ from stages._settings import STAGE_SETTINGS, add_settings, settings, stage_argv,
 from stages._args import parser
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGE_MODULES = sorted(m.name for m in pkgutil.iter_modules(stages.__path__) if not m.name.startswith("_"))
+# the stages the rules run and the diagnostics (stages/diagnostics/), as dotted names under stages
+STAGE_MODULES = sorted(m.name.removeprefix("stages.") for m in pkgutil.walk_packages(stages.__path__, "stages.")
+                       if not m.ispkg and not m.name.rpartition(".")[2].startswith("_"))
 
 
 @pytest.mark.parametrize("name", STAGE_MODULES)
