@@ -22,6 +22,8 @@ rule affinity_labels:
         "results/{dataset}/benchmarks/affinity_labels_{method}.{scatteritem}.tsv"
     log:
         "results/{dataset}/logs/affinity_labels_{method}.shard-{scatteritem}.log",
+    conda:
+        ENV
     shell:
         "python -m stages.affinity_labels {params.data} --split {params.split:q} --eval-split {params.eval_split:q}"
         " --shard {wildcards.scatteritem} --cams {input.cams:q} {params.settings:q} --workers {threads}"
@@ -50,6 +52,8 @@ rule train_affinity:
         "results/{dataset}/benchmarks/train_affinity_{method}.tsv"
     log:
         "results/{dataset}/logs/train_affinity_{method}.log",
+    conda:
+        ENV
     shell:
         "python -m stages.train_affinity {params.data} --split {params.split:q} --labels {input.labels:q}"
         " {params.settings:q} --device {params.device:q} --seed {params.seed:q} --threads {threads}"
@@ -80,6 +84,8 @@ rule propagate:
         "results/{dataset}/benchmarks/propagate_{method}.{scatteritem}.tsv"
     log:
         "results/{dataset}/logs/propagate_{method}.shard-{scatteritem}.log",
+    conda:
+        ENV
     shell:
         "python -m stages.propagate {params.data} --split {params.split:q} --eval-split {params.eval_split:q}"
         " --shard {wildcards.scatteritem} --cams {input.cams:q} --affinity {input.affinity:q} --backbone {params.backbone:q}"

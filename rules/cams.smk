@@ -24,6 +24,8 @@ rule extract_cams:
         "results/{dataset}/benchmarks/extract_cams_{method}.{scatteritem}.tsv"
     log:
         "results/{dataset}/logs/extract_cams_{method}.shard-{scatteritem}.log",
+    conda:
+        ENV
     shell:
         "python -m stages.extract_cams {params.data} --split {params.split:q} --shard {wildcards.scatteritem}"
         " --classifier {input.ckpt:q} --backbone {params.backbone:q} --method {wildcards.method} {params.settings:q}"
@@ -42,6 +44,8 @@ rule evaluate_seeds:
         settings=settings("evaluate_seeds"),
     log:
         "results/{dataset}/logs/evaluate_seeds_{method}.log",
+    conda:
+        ENV
     shell:
         "python -m stages.evaluate_seeds {params.data} --split {params.split:q} --cams {input.cams:q}"
         " --method {wildcards.method} {params.settings:q} --out {output:q} 2>&1 | tee {log:q}"
@@ -59,6 +63,8 @@ rule evaluate_boxes:
         settings=settings("evaluate_boxes"),
     log:
         "results/{dataset}/logs/evaluate_boxes_{method}.log",
+    conda:
+        ENV
     shell:
         "python -m stages.evaluate_boxes {params.data} --split {params.split:q} --cams {input.cams:q}"
         " --method {wildcards.method} {params.settings:q} --out {output:q} 2>&1 | tee {log:q}"
@@ -73,6 +79,8 @@ rule summarize_cams:
         "results/{dataset}/seeds/summary.json",
     log:
         "results/{dataset}/logs/summarize_cams.log",
+    conda:
+        ENV
     shell:
         "python -m stages.summarize_cams --seeds {input.seeds:q} --boxes {input.boxes:q}"
         " --timing {input.timing:q} --out {output:q} 2>&1 | tee {log:q}"

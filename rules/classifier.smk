@@ -24,6 +24,8 @@ rule train_classifier:
         "results/{dataset}/benchmarks/train_{net}.tsv"
     log:
         "results/{dataset}/logs/train_{net}.log",
+    conda:
+        ENV
     shell:
         "python -m stages.train_classifier {params.data} --train-split {params.train:q}"
         " --val-split {params.val:q} {params.settings:q} --device {params.device:q} --seed {params.seed:q}"

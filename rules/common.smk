@@ -8,6 +8,8 @@ import sys
 import threading
 from pathlib import Path
 
+from snakemake.settings.types import DeploymentMethod
+
 sys.path.insert(0, workflow.basedir)
 from pipeline.core import config as cfgmod
 from pipeline.core.cam_methods import CAM_METHODS, classifier_of
@@ -18,10 +20,16 @@ from stages._settings import STAGE_SETTINGS, stage_argv
 
 cfgmod.validate(config)
 
-# `python` in the rules is the interpreter that runs Snakemake (the project's venv), even
-# when the venv is not activated. A prefix replaces Snakemake's default strict mode, so it is
+# The rules' software: by default `python` in the rules is the interpreter that runs Snakemake (the
+# project's venv), even when the venv is not activated. Under `--sdm conda` each rule runs in the
+# conda environment of its `conda:` directive (envs/, pyproject.toml's pins) and finds the project's
+# code in the workflow's directory. A prefix replaces Snakemake's default strict mode, so it is
 # restated: without pipefail, a failing stage piped into tee would count as a success.
-shell.prefix(f'set -euo pipefail; export PATH={shlex.quote(os.path.dirname(sys.executable))}:"$PATH"; ')
+ENV = "../envs/wsss.yaml"   # relative to rules/, where every rule is defined
+if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method:
+    shell.prefix(f'set -euo pipefail; export PYTHONPATH={shlex.quote(workflow.basedir)}"${{{{PYTHONPATH:+:$PYTHONPATH}}}}"; ')
+else:
+    shell.prefix(f'set -euo pipefail; export PATH={shlex.quote(os.path.dirname(sys.executable))}:"$PATH"; ')
 
 
 def _interrupt_stages(signum, frame):

@@ -10,6 +10,8 @@ rule make_demo:
         generator=lambda wc: json.dumps(ds(wc.demo)["generator"], sort_keys=True),
     log:
         "results/{demo}/logs/make_demo.log",
+    conda:
+        ENV
     shell:
         "python -m stages.make_demo --out {output:q} --classes {params.classes:q}"
         " --generator {params.generator:q} 2>&1 | tee {log:q}"
@@ -30,6 +32,8 @@ rule coco_index:
         runtime=30,
     log:
         "results/{coco}/logs/coco_index_{split}.log",
+    conda:
+        ENV
     shell:
         "python -m stages.coco_index --root {params.root:q} --split {wildcards.split:q}"
         " --classes {params.classes:q} --images {params.images:q} --annotations {params.annotations:q}"
@@ -48,6 +52,8 @@ rule coco_masks:
         runtime=240,
     log:
         "results/{coco}/logs/coco_masks_{split}.shard-{scatteritem}.log",
+    conda:
+        ENV
     shell:
         "python -m stages.coco_masks --index {input.index:q} --shard {wildcards.scatteritem:q}"
         " --out {output.maps:q} --tally {output.tally:q} 2>&1 | tee {log:q}"

@@ -12,6 +12,8 @@ rule evaluate_full:
         split=lambda wc: ds(wc.dataset)["splits"]["val"],
     log:
         "results/{dataset}/logs/evaluate_full.log",
+    conda:
+        ENV
     shell:
         "python -m stages.evaluate {params.data} --split {params.split:q} --preds {input.preds:q}"
         " --out {output:q} 2>&1 | tee {log:q}"
@@ -33,6 +35,8 @@ rule evaluate:
         method=lambda wc: cfgmod.stage_config(config, wc.dataset, "segmentation")["labels_from"],
     log:
         "results/{dataset}/logs/evaluate.log",
+    conda:
+        ENV
     shell:
         "python -m stages.evaluate {params.data} --split {params.split:q} --preds {input.preds:q}"
         " --method {params.method:q} --classifier {input.classifier:q} --seeds {input.seeds:q}"
@@ -67,6 +71,8 @@ rule report:
         samples=lambda wc: cfgmod.stage_config(config, wc.dataset, "report")["samples"],
     log:
         "results/{dataset}/logs/report.log",
+    conda:
+        ENV
     shell:
         "python -m stages.report {params.data} --split {params.split:q} --val-split {params.val:q}"
         " --title 'WSSS run: {wildcards.dataset}' --miou {input.miou:q} --seeds {params.seeds:q}"

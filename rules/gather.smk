@@ -15,6 +15,8 @@ rule gather:
         classes=lambda wc: json.dumps(ds(wc.dataset)["classes"]),
     log:
         "results/{dataset}/logs/gather_{artifact}.log",
+    conda:
+        ENV
     shell:
         "python -m stages.gather --classes {params.classes:q} --shards {input.shards:q} --tallies {input.tallies:q}"
         " --out {output.maps:q} --report {output.report:q} 2>&1 | tee {log:q}"
@@ -30,5 +32,7 @@ rule export_png:
         kind="pseudo|pred",
     log:
         "results/{dataset}/logs/export_png_{kind}_{labels}.log",
+    conda:
+        ENV
     shell:
         "python -m stages.export_png --maps {input:q} --out {output:q} 2>&1 | tee {log:q}"

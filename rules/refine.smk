@@ -22,6 +22,8 @@ rule refine:
         "results/{dataset}/benchmarks/refine_{method}.{scatteritem}.tsv"
     log:
         "results/{dataset}/logs/refine_{method}.shard-{scatteritem}.log",
+    conda:
+        ENV
     shell:
         "python -m stages.refine {params.data} --split {params.split:q} --eval-split {params.eval_split:q}"
         " --shard {wildcards.scatteritem} --maps {input.maps:q} --method {wildcards.method}"

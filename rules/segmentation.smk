@@ -25,6 +25,8 @@ rule train_segmentation:
         "results/{dataset}/benchmarks/train_segmentation_{labels}.tsv"
     log:
         "results/{dataset}/logs/train_segmentation_{labels}.log",
+    conda:
+        ENV
     shell:
         "python -m stages.train_segmentation {params.data} --split {params.split:q} --labels {params.labels:q}"
         " {params.settings:q} --device {params.device:q} --seed {params.seed:q} --threads {threads}"
@@ -53,6 +55,8 @@ rule predict:
         "results/{dataset}/benchmarks/predict_{labels}.{scatteritem}.tsv"
     log:
         "results/{dataset}/logs/predict_{labels}.shard-{scatteritem}.log",
+    conda:
+        ENV
     shell:
         "python -m stages.predict {params.data} --split {params.split:q} --shard {wildcards.scatteritem}"
         " --model {input.model:q} --backbone {params.backbone:q} {params.settings:q} --device {params.device:q}"
