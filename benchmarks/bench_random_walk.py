@@ -1,6 +1,6 @@
 """The sparse random walk (pipeline.affinity.random_walk) against the dense-matrix walk, idle and busy.
 
-Setting (issue 18): a 512 x 512 image at stride 4 -> a 128 x 128 grid, N = 16,384 pixels;
+Setting: a 512 x 512 image at stride 4 -> a 128 x 128 grid, N = 16,384 pixels;
 radius 5 (69 neighbours), beta 8, t = 2^8 = 256 steps, 3 maps (background + 2 classes).
 Features are smooth random fields, so affinities vary as on real images.
 

@@ -132,7 +132,7 @@ class PooledColour(torch.nn.Module):
 def naive_propagate(image, cams, mean, std, cfg, bg_pad):
     """psa's infer_aff step by step: pad the image (zeros after normalising) and the maps
     [(1 - max CAM)^alpha, CAMs] to a multiple of the stride (every channel with 0; with bg_pad=1,
-    the background channel with 1, this pipeline's padding before issue 15), average-pool each
+    the background channel with 1, a padding that differs from psa), average-pool each
     stride x stride block by hand, walk with the dense matrix, upsample bilinearly, crop."""
     s, (h, w) = PooledColour.stride, image.shape[:2]
     H, W = -(-h // s) * s, -(-w // s) * s

@@ -1,4 +1,4 @@
-"""Fault injection (issue 16): `pytest -m faults`. Also part of the default run, so every case is small:
+"""Fault injection: `pytest -m faults`. Also part of the default run, so every case is small:
 the tiny fixture dataset, untrained tiny networks, one thread.
 
 Each stage runs through its real command line (stages/*.py) in a forked child, so one run costs

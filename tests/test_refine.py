@@ -89,7 +89,7 @@ def test_crf_refuses_a_label_outside_its_labels():
 def naive_pamr(image, masks, iterations, dilations, temperature, centre_in_std=True):
     """PAMR pixel by pixel, as 1-stage-wseg defines it: ring neighbours with border replication;
     sigma over the 3x3 window of every dilation, centre included once per dilation (with
-    centre_in_std=False, over the ring only: this pipeline's formula before issue 15)."""
+    centre_in_std=False, over the ring only, a variant that differs from 1-stage-wseg)."""
     I, M = image.astype(np.float64), masks.astype(np.float64)
     _, h, w = I.shape
 

@@ -1,4 +1,4 @@
-"""Segmentation retraining, prediction and the final evaluation (issue 6)."""
+"""Segmentation retraining, prediction and the final evaluation."""
 import json
 
 import numpy as np

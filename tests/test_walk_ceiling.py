@@ -1,4 +1,4 @@
-"""The walk over ground-truth affinities (pipeline/affinity/ceiling.py) against hand-made cases and a
+"""The walk over ground-truth affinities (pipeline/diagnostics/walk_ceiling.py) against hand-made cases and a
 naive dense walk written here."""
 import json
 

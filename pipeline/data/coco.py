@@ -10,7 +10,7 @@ dedicated rules, never by the stages: `build_index` writes a small JSON index pe
 ids, sizes, labels, boxes) and `write_masks` rasterises the semantic masks once into an HDF5
 artifact. `COCODataset` serves both to the stages through the interface of `VOCDataset`.
 
-Rules (the README states them too):
+Rules:
 - class ids: the file's categories in the file's order become 1..K (COCO: ids 1..90 with gaps ->
   1..80), background 0; their names must equal the configured `classes`.
 - image labels: the classes of all of an image's annotations, crowd ones included (the class is in

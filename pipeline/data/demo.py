@@ -49,7 +49,7 @@ LOOKS = {
 CONTEXT = {"barge": "water", "newt": "grass"}    # scene context that co-occurs with a class
 CONTEXT_WITH, CONTEXT_WITHOUT = 0.7, 0.1         # P(context | class present), P(context | absent)
 BODY_JITTER = 16                                 # per-object shift of the body colour (per channel, uniform +-)
-BODY_SATURATION = 0.5                            # body colours pulled halfway to their grey: less body evidence (README)
+BODY_SATURATION = 0.5                            # body colours pulled halfway to their grey: less body evidence (docs/demo.md)
 DISTRACTOR_RATE = 0.08                           # P(an image holds one body-like background shape)
 BORDER = 1                                       # erode/dilate radius of the 255 band at object edges
 
@@ -192,7 +192,7 @@ def _part(rng, h, w, look, geometry):
 def _collar(img, body, part, part_rgb, tint_at_part, reach):
     """Blend the body toward its part's colour, by tint_at_part at the part's edge fading to none at
     reach part radii: evidence that declines with distance, as the fur around a cat's face, where
-    the plain demo steps from part to body (README, "Calibrating the seeds")."""
+    the plain demo steps from part to body (docs/demo.md, "Calibrating the seeds")."""
     radius = max(2.0, float(np.sqrt(part.sum() / np.pi)))   # of a disc as large as the part
     distance = cv2.distanceTransform((~part).astype(np.uint8), cv2.DIST_L2, 5)
     tint = (tint_at_part * np.clip(1 - distance / (reach * radius), 0, 1))[..., None]

@@ -2,7 +2,7 @@
 the class map (max-normalised, as extract_cams writes it) on the part, on the body by distance
 from the part, and on the background just outside the object; and a class's map on its own
 bodies against its twin's, the other classes' and the background. The measurement behind the
-demo's calibration (README, Data): seeds cover a body where its map stays above the threshold
+demo's calibration (docs/demo.md): seeds cover a body where its map stays above the threshold
 far from the part, and bodies that look alike (twins) score alike unless the part is seen."""
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ that affinity is read off the ground truth instead: features are scaled one-hot 
 label at each grid cell's centre, so that pair_affinity is exactly 1 between cells of one label
 and exactly `cross` between cells of two labels. The same CAMs, background score, transition
 matrix and step count as the `rw` stage then give the walk's score with a perfect AffinityNet (up
-to `cross`), and the gap to the learned walk is what AffinityNet loses (README, "Data").
+to `cross`), and the gap to the learned walk is what AffinityNet loses (docs/demo.md).
 """
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Attention statistics and attnfusion's seed curves with and without refinement (README, CAM
-methods): python -m stages.diagnose_attnfusion ..."""
+"""Attention statistics and attnfusion's seed curves with and without refinement (docs/diagnostics.md):
+python -m stages.diagnostics.attnfusion ..."""
 from pipeline.diagnostics.attnfusion import diagnose
 from pipeline.cams.seeds import sweep_values
 from pipeline.core.device import resolve_device, set_threads

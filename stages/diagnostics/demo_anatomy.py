@@ -1,7 +1,7 @@
-"""Where the CAMs put their weight on the demo's objects (README, Data): the class map on the
+"""Where the CAMs put their weight on the demo's objects (docs/diagnostics.md): the class map on the
 part, on the body by distance from the part, on the background around the object, and on each
 body by whose it is (own class, twin, other class), with the scenes regenerated from the
-generator's settings: python -m stages.demo_anatomy ..."""
+generator's settings: python -m stages.diagnostics.demo_anatomy ..."""
 
 from pipeline.core.store import ArtifactReader
 from pipeline.data import demo

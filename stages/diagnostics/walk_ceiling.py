@@ -1,7 +1,7 @@
 """The random walk of a split's CAMs over ground-truth affinities (1 inside a label, --cross across),
 scored on that split: what the rw stage would reach with a perfect AffinityNet, beside what it
-reached (README, "Data"). A diagnostic run by hand, not a rule:
-python -m stages.walk_ceiling --root ... --classes ... --split train --cams ... --stride 8 --out X.json"""
+reached (docs/diagnostics.md). A diagnostic run by hand, not a rule:
+python -m stages.diagnostics.walk_ceiling --root ... --classes ... --split train --cams ... --stride 8 --out X.json"""
 from pipeline.diagnostics.walk_ceiling import ceiling_confusion
 from pipeline.core.device import set_threads
 from pipeline.core.store import ArtifactReader
