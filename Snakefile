@@ -1,4 +1,4 @@
-# The WSSS pipeline as a DAG over cached artifacts (see DESIGN.md, "Artifacts"): the table of contents.
+# The WSSS pipeline as a DAG over cached artifacts (docs/design.md): the table of contents.
 #   snakemake --cores 2 results/demo/miou.json      (results/demo/report.html: the report)
 # Each rule calls one stage module (stages/) with explicit paths; a stage's settings go through
 # params as named options, so changing a value in config.yaml reruns only the rules that use it.
