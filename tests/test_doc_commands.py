@@ -44,6 +44,7 @@ class Command:
     where: str          # file:line
     text: str
     argv: list[str] = field(default_factory=list)   # the program's own words, without the executable
+    parse: bool = True   # False: a pattern in prose (`python -m stages.X ... --logt L`): only the program is checked
 
     def __str__(self):
         return f"{self.where}: `{self.text}`"
@@ -118,14 +119,17 @@ def doc_commands(paths=DOCS) -> tuple[list[Command], list[Command]]:
                 if not is_snakemake and not module:
                     continue
                 program = 3 if words[1:2] == ["-m"] else 1   # the words that name the program
-                if not block and (any(PLACEHOLDER.search(w) for w in words) or len(words) <= program
-                                  or words[0].endswith("/")):
-                    continue   # in prose: a pattern with placeholders, or a program's bare name
+                if not block and (len(words) <= program or words[0].endswith("/")
+                                  or any(PLACEHOLDER.search(w) for w in words[:program])):
+                    continue   # in prose: a program's bare name, or a placeholder for it
+                pattern = not block and any(PLACEHOLDER.search(w) for w in words[program:])
+                if pattern and is_snakemake:
+                    continue   # its targets or options are placeholders
                 where = f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path.name}:{lineno}"
                 if is_snakemake:
                     snakemake.append(Command(where, text, words[1:]))
                 elif module.startswith("stages.") or module.startswith("("):
-                    stages.append(Command(where, text, [module, *words[program:]]))
+                    stages.append(Command(where, text, [module, *words[program:]], parse=not pattern))
     return snakemake, stages
 
 
@@ -259,6 +263,11 @@ def check_stages(commands: list[Command]) -> list[str]:
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     failures = []
     for command in commands:
+        if not command.parse:
+            module = command.argv[0]
+            if module.startswith("(") or importlib.util.find_spec(module) is None:
+                failures.append(f"{command}: " + (module.strip("()") if module.startswith("(") else f"no module {module}"))
+            continue
         namespace, error = _parse_stage(command.argv[0], command.argv[1:])
         if namespace is None:
             failures.append(f"{command}: {error}")
@@ -310,9 +319,10 @@ def test_a_rotten_command_is_caught(tmp_path, workdir):
         "    .venv/bin/wsss-walk-ceiling --root results/demo/data --classes '[\"background\", \"ruby\"]' "
         "--split train --cams c.h5 --stride 4 --out o.json",
         "Prose with `snakemake --cores 2 results/demo/miou.json` and `python -m stages.NAME --help`.",
+        "A pattern: `python -m stages.demo_anatomy --cams ... --classes ...`.",
     ]))
     snakemake, stages = doc_commands([page])
-    assert len(snakemake) == 3 and len(stages) == 3   # the placeholder span is not a command
+    assert len(snakemake) == 3 and len(stages) == 4   # the placeholder for a stage's name is no command
     failures = check_snakemake(snakemake, workdir)
     assert len(failures) == 2
     target = next(f for f in failures if "no_such_method.json" in f)
@@ -320,7 +330,8 @@ def test_a_rotten_command_is_caught(tmp_path, workdir):
     option = next(f for f in failures if "--no-such-option" in f)
     assert "does not accept it" in option and "unrecognized arguments: --no-such-option" in option
     failures = check_stages(stages)
-    assert len(failures) == 3
+    assert len(failures) == 4
+    assert "no module stages.demo_anatomy" in failures[3]
     assert "unrecognized arguments: --no-such-option" in failures[0]
     assert "no module stages.no_such_stage" in failures[1]
     assert "'demo''s classes" in failures[2] and "ruby" in failures[2]
