@@ -216,6 +216,15 @@ def check_snakemake(commands: list[Command], workdir: Path) -> list[str]:
 
 # --- stage commands ------------------------------------------------------------------------------
 
+def _in_repository(module: str) -> bool:
+    """The module exists in this checkout (an editable install elsewhere may map names of its own)."""
+    try:
+        spec = importlib.util.find_spec(module)
+    except ModuleNotFoundError:
+        return False
+    return spec is not None and spec.origin is not None and Path(spec.origin).resolve().is_relative_to(ROOT)
+
+
 class _Parsed(Exception):
     def __init__(self, namespace):
         self.namespace = namespace
@@ -225,7 +234,7 @@ def _parse_stage(module_name: str, argv: list[str]) -> tuple[argparse.Namespace 
     """The stage's own parser applied to argv; nothing after the parse runs."""
     if module_name.startswith("("):
         return None, module_name.strip("()")
-    if importlib.util.find_spec(module_name) is None:
+    if not _in_repository(module_name):
         return None, f"no module {module_name}"
     module = importlib.import_module(module_name)
     original = argparse.ArgumentParser.parse_args
@@ -265,7 +274,7 @@ def check_stages(commands: list[Command]) -> list[str]:
     for command in commands:
         if not command.parse:
             module = command.argv[0]
-            if module.startswith("(") or importlib.util.find_spec(module) is None:
+            if module.startswith("(") or not _in_repository(module):
                 failures.append(f"{command}: " + (module.strip("()") if module.startswith("(") else f"no module {module}"))
             continue
         namespace, error = _parse_stage(command.argv[0], command.argv[1:])
