@@ -3,6 +3,7 @@ from pipeline.affinity.labels import labels_confusion, make_labels
 from pipeline.core.store import ArtifactReader
 from stages._args import parse, shard_datasets, shard_parser, write_json
 from stages._settings import add_settings
+from stages._main import run
 
 
 def main(argv=None) -> None:
@@ -21,4 +22,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -8,6 +8,7 @@ from pipeline.cams.folder import cams_folder
 from pipeline.core.cam_methods import ALL_METHODS
 from pipeline.core.device import resolve_device, set_threads
 from pipeline.models.classifier import load_classifier
+from stages._main import run
 
 
 def main(argv=None) -> None:
@@ -34,4 +35,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

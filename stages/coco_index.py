@@ -4,6 +4,7 @@ import json
 
 from pipeline.data import coco
 from stages._args import parser, write_json
+from stages._main import run
 
 
 def main(argv=None) -> None:
@@ -23,4 +24,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -8,6 +8,7 @@ from tqdm import tqdm
 from pipeline.core.shards import parse_shard, shard_ids
 from pipeline.data import coco
 from stages._args import add_shard, parser, write_json
+from stages._main import run
 
 
 def main(argv=None) -> None:
@@ -24,4 +25,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -6,6 +6,7 @@ generator's settings: python -m stages.demo_anatomy ..."""
 from pipeline.core.store import ArtifactReader
 from pipeline.data import demo, demo_anatomy
 from stages._args import add_demo_generator, parser, write_json
+from stages._main import run
 
 
 def main(argv=None) -> None:
@@ -35,4 +36,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -5,6 +5,7 @@ from pipeline.cams.seeds import sweep_values
 from pipeline.core.device import resolve_device, set_threads
 from pipeline.models.classifier import load_classifier
 from stages._args import add_dataset, add_runtime, dataset, json_arg, parser, write_json
+from stages._main import run
 
 
 def main(argv=None) -> None:
@@ -41,4 +42,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

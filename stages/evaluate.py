@@ -7,6 +7,7 @@ from pathlib import Path
 from pipeline.core.store import ArtifactReader
 from pipeline.evaluation.evaluate import evaluate_predictions, final_report, ladder
 from stages._args import add_dataset, dataset, parser, write_json
+from stages._main import run
 
 
 def main(argv=None) -> None:
@@ -40,4 +41,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

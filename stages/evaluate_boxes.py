@@ -3,6 +3,7 @@ from pipeline.cams.boxes import evaluate
 from pipeline.cams.seeds import sweep_values
 from pipeline.core.store import ArtifactReader
 from stages._args import cams_scoring, write_json
+from stages._main import run
 
 
 def main(argv=None) -> None:
@@ -16,4 +17,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

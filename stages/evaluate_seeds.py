@@ -2,6 +2,7 @@
 from pipeline.cams.seeds import evaluate, sweep_values
 from pipeline.core.store import ArtifactReader
 from stages._args import cams_scoring, write_json
+from stages._main import run
 
 
 def main(argv=None) -> None:
@@ -15,4 +16,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

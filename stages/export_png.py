@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from pipeline.data.folders import export_label_pngs
+from stages._main import run
 
 
 def main(argv=None) -> None:
@@ -17,4 +18,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -5,6 +5,7 @@ from pipeline.core.device import resolve_device, set_threads
 from pipeline.models.classifier import load_classifier
 from stages._args import check_classes, parse, shard_datasets, shard_parser, write_json
 from stages._settings import add_settings
+from stages._main import run
 
 
 def main(argv=None) -> None:
@@ -28,4 +29,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

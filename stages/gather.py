@@ -4,6 +4,7 @@ from pathlib import Path
 
 from pipeline.core.shards import gather
 from stages._args import parser, write_json
+from stages._main import run
 
 
 def main(argv=None) -> None:
@@ -25,4 +26,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -8,6 +8,7 @@ from tqdm import tqdm
 
 from pipeline.data import coco_export, demo
 from stages._args import add_demo_generator, parser
+from stages._main import run
 
 
 def main(argv=None) -> None:
@@ -33,4 +34,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

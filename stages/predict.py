@@ -4,6 +4,7 @@ from pipeline.models.segnet import load_segnet
 from pipeline.segmentation.predict import predict
 from stages._args import check_classes, parse, shard_datasets, shard_parser, write_json
 from stages._settings import add_settings
+from stages._main import run
 
 
 def main(argv=None) -> None:
@@ -23,4 +24,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -5,6 +5,7 @@ from pipeline.core.store import ArtifactReader
 from pipeline.models.affinity_net import load_affinity_net
 from stages._args import parse, shard_datasets, shard_parser, write_json
 from stages._settings import add_settings
+from stages._main import run
 
 
 def main(argv=None) -> None:
@@ -29,4 +30,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

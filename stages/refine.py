@@ -4,6 +4,7 @@ from pipeline.core.store import ArtifactReader
 from pipeline.refine.pseudo_labels import refine
 from stages._args import parse, shard_datasets, shard_parser, write_json
 from stages._settings import add_settings
+from stages._main import run
 
 
 def main(argv=None) -> None:
@@ -24,4 +25,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -5,6 +5,7 @@ from pathlib import Path
 from pipeline.core.store import ArtifactReader
 from pipeline.evaluation import report
 from stages._args import add_dataset, dataset, parser
+from stages._main import run
 
 
 def named(pairs: list[str]) -> dict[str, str]:
@@ -55,4 +56,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -7,6 +7,7 @@ import argparse
 from pipeline.core.device import resolve_device, set_threads
 from pipeline.models.segnet import load_segnet
 from pipeline.segmentation.folder import segment_folder
+from stages._main import run
 
 
 def main(argv=None) -> None:
@@ -26,4 +27,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

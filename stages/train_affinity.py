@@ -3,6 +3,7 @@ from pipeline.affinity.train import train
 from pipeline.core.device import resolve_device
 from pipeline.core.store import ArtifactReader
 from stages._args import add_dataset, add_runtime, add_training, dataset, parser, start_training, write_json
+from stages._main import run
 
 
 def main(argv=None) -> None:
@@ -22,4 +23,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

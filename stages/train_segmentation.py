@@ -3,6 +3,7 @@ from pipeline.core.device import resolve_device
 from pipeline.core.store import ArtifactReader
 from pipeline.segmentation.train import train
 from stages._args import add_dataset, add_runtime, add_training, dataset, parser, start_training, write_json
+from stages._main import run
 
 
 def main(argv=None) -> None:
@@ -26,4 +27,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -8,6 +8,7 @@ from pipeline.core.store import ArtifactReader
 from pipeline.maps.metrics import scores
 from stages._args import add_dataset, dataset, parse, parser, write_json
 from stages._settings import add_settings
+from stages._main import run
 
 
 def main(argv=None) -> None:
@@ -34,4 +35,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

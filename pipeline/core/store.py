@@ -11,7 +11,16 @@ and in `provenance` the identity of its inputs: checkpoint hashes, input artifac
 the split list). It is resumed only when both match exactly; otherwise it is moved aside
 with one log line that says why. On resume every done key is checked against its checksum.
 A finished artifact carries a `digest` of its keys' checksums and its meta: the content
-identity later stages record as their input's provenance.
+identity later stages record as their input's provenance, and the name of the stage that wrote it.
+
+Every read of a finished artifact is verified: the first read of a key in a process checks its
+data and attributes against the checksum the writer stored, and a mismatch stops the reader with
+an ArtifactCorrupt naming the file, the key and the stage to rerun.
+
+Publishing: inside a stage run (`hold_receipts`), finish() publishes the artifact as a hard link
+and keeps the `.partial` as its receipt until the stage ends well (`release_receipts`). A stage
+killed after publishing but before its end has its output deleted by Snakemake as a failed job's;
+the receipt is then the partial of a run with every key done, and the rerun resumes all of them.
 
 No pickle is used: arrays are plain HDF5 datasets, metadata are JSON strings/attributes.
 """
@@ -85,7 +94,43 @@ def _convert(key: str, array) -> np.ndarray:
 
 
 class ArtifactWriteError(OSError):
-    """Writing a key failed (disk full, I/O error); the key was not marked complete."""
+    """Writing an artifact failed (disk full, I/O error); no key it holds is marked complete unless
+    its data reached the file."""
+
+
+class ArtifactCorrupt(ValueError):
+    """A finished artifact's key no longer matches the checksum its writer stored (or cannot be read)."""
+
+
+# Publish receipts (see the module's docstring): held only inside a stage run.
+_RECEIPTS: dict = {"hold": False, "paths": []}
+# Seconds spent verifying reads in this process (benchmarks/bench_verify.py reports the share).
+VERIFY_TIME = {"seconds": 0.0, "keys": 0}
+# Root attribute: the stage module that wrote the artifact (named in a corrupt read's message).
+_STAGE = "stage"
+
+
+def running_stage() -> str | None:
+    """The stage module this process runs (`python -m stages.NAME`), or None outside a stage."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    name = getattr(spec, "name", None) or ""
+    return name.split(".", 1)[1] if name.startswith("stages.") else None
+
+
+def hold_receipts() -> None:
+    """Keep each published artifact's `.partial` (a hard link to it) until release_receipts()."""
+    _RECEIPTS["hold"] = True
+
+
+def release_receipts() -> None:
+    """The stage ended well: drop the receipts of what it published."""
+    for partial, path in _RECEIPTS["paths"]:
+        try:
+            if os.path.samefile(partial, path):
+                os.unlink(partial)
+        except OSError:   # already gone (or the output moved): nothing to drop
+            pass
+    _RECEIPTS["paths"].clear()
 
 
 def log(message: str) -> None:
@@ -102,7 +147,8 @@ def checksum(data: np.ndarray, attrs: dict) -> str:
     """blake2b of an array as stored (dtype, shape, bytes) and its attributes."""
     h = hashlib.blake2b(digest_size=16)
     h.update(f"{data.dtype.str}{data.shape}".encode())
-    h.update(np.ascontiguousarray(data).tobytes())
+    flat = np.ascontiguousarray(data).reshape(-1)
+    h.update(flat.view(np.uint8) if flat.size else b"")   # the bytes, without copying them
     h.update(json.dumps({k: _attr_value(v) for k, v in attrs.items()}, sort_keys=True).encode())
     return h.hexdigest()
 
@@ -172,18 +218,42 @@ class ArtifactWriter:
         self._done: set[str] = set()
         self._sums: dict[str, str] = {}
 
+        if os.path.exists(self.partial) and os.path.exists(self.path) and os.path.samefile(self.partial, self.path):
+            os.unlink(self.partial)   # the receipt of the published file, which this run replaces
         if os.path.exists(self.partial):
             self._resume(meta, provenance)
         if self._f is None:
             self._f = self._create(meta, provenance)
 
     def _create(self, meta, provenance) -> h5py.File:
-        f = h5py.File(self.partial, "w")
-        if meta is not None:
-            f.attrs[_META] = _canonical_json(meta)
-        f.attrs[_PROVENANCE] = _canonical_json(provenance or {})
-        f.flush()
-        return f
+        """A fresh partial holding the parameters and provenance; a failure (disk full) removes it,
+        so no empty partial is left for a rerun to misread."""
+        f = None
+        try:
+            f = h5py.File(self.partial, "w")
+            if meta is not None:
+                f.attrs[_META] = _canonical_json(meta)
+            f.attrs[_PROVENANCE] = _canonical_json(provenance or {})
+            stage = running_stage()
+            if stage:
+                f.attrs[_STAGE] = stage
+            f.flush()
+            return f
+        except OSError as exc:
+            if f is not None:
+                try:
+                    f.close()
+                except Exception:  # noqa: BLE001  the file is removed in any case
+                    pass
+            try:
+                os.remove(self.partial)
+            except OSError:
+                pass
+            full = exc.errno == errno.ENOSPC or "No space left" in str(exc) or "errno = 28" in str(exc)
+            what = "disk full" if full else "I/O error"
+            raise ArtifactWriteError(exc.errno or errno.EIO,
+                                     f"{what}: cannot create {self.partial} ({exc}); nothing was computed yet: "
+                                     f"free space or fix the disk, then rerun") from exc
 
     def _open_locked(self) -> h5py.File:
         """Open the partial for appending. Its lock may still be held for a few seconds by the
@@ -200,6 +270,9 @@ class ArtifactWriter:
                 time.sleep(0.5)
 
     def _resume(self, meta, provenance):
+        if os.path.getsize(self.partial) == 0:
+            self._set_aside("corrupt", "is empty (its creation was cut short: a full disk or a kill)")
+            return
         try:
             f = self._open_locked()
         except BlockingIOError:
@@ -255,6 +328,8 @@ class ArtifactWriter:
         stored_meta = f.attrs.get(_META)
         stored_prov = f.attrs.get(_PROVENANCE)
         if stored_prov is None:
+            if stored_meta is None and not len(f.keys()):
+                return "holds nothing (its creation was cut short: a full disk or a kill)"
             return "it records no provenance (written by an older version)"
         old_meta = json.loads(stored_meta) if stored_meta is not None else {}
         old_prov = json.loads(stored_prov)
@@ -374,7 +449,21 @@ class ArtifactWriter:
         self._f = None
         with open(self.partial, "rb") as fh:
             os.fsync(fh.fileno())  # data on disk before the rename makes it visible
+        if _RECEIPTS["hold"] and self._publish_linked():
+            return
         os.replace(self.partial, self.path)
+
+    def _publish_linked(self) -> bool:
+        """Publish as a hard link (atomic: linked to a temporary name, renamed), keeping the partial
+        as the receipt; False where the file system has no hard links."""
+        tmp = _aside_name(self.path, "publishing")
+        try:
+            os.link(self.partial, tmp)
+        except OSError:
+            return False
+        os.replace(tmp, self.path)
+        _RECEIPTS["paths"].append((self.partial, self.path))
+        return True
 
     def __enter__(self):
         return self
@@ -398,6 +487,7 @@ class ArtifactReader:
         self._pid = None
         self._keys = None
         self._keyset = None
+        self._verified: set[str] = set()
 
     def _file(self) -> h5py.File:
         # HDF5 handles must not be shared across fork: reopen in each process.
@@ -425,10 +515,36 @@ class ArtifactReader:
         return self._file()[key]
 
     def __getitem__(self, key) -> np.ndarray:
-        return self._dataset(key)[()]
+        ds = self._dataset(key)
+        data = ds[()]
+        if key not in self._verified:
+            self._verify_read(ds, key, data)
+        return data
 
     def attrs(self, key) -> dict:
-        return {k: v for k, v in self._dataset(key).attrs.items() if k not in _RESERVED}
+        ds = self._dataset(key)
+        attrs = {k: v for k, v in ds.attrs.items() if k not in _RESERVED}
+        if key not in self._verified:
+            self._verify_read(ds, key, None)
+        return attrs
+
+    def _verify_read(self, ds: h5py.Dataset, key: str, data) -> None:
+        """Check a key's data and attributes against its stored checksum, once per process."""
+        start = time.perf_counter()
+        try:
+            check_dataset(ds, key, self.path, data=data)
+        except ArtifactCorrupt:   # again, naming the stage that wrote the file (read only on failure)
+            check_dataset(ds, key, self.path, data=data, stage=self._stage())
+            raise
+        finally:
+            VERIFY_TIME["seconds"] += time.perf_counter() - start
+            VERIFY_TIME["keys"] += 1
+        if self._pid == os.getpid():
+            self._verified.add(key)
+
+    def _stage(self) -> str | None:
+        stage = self._file().attrs.get(_STAGE)
+        return str(stage) if stage is not None else None
 
     @property
     def meta(self) -> dict:
@@ -454,8 +570,8 @@ class ArtifactReader:
         self._f = None
 
     def __getstate__(self):
-        # Lets spawn-based DataLoader workers receive the reader; they reopen lazily.
-        return {**self.__dict__, "_f": None, "_pid": None}
+        # Lets spawn-based DataLoader workers receive the reader; they reopen lazily (and verify).
+        return {**self.__dict__, "_f": None, "_pid": None, "_verified": set()}
 
     def __enter__(self):
         return self
@@ -483,22 +599,32 @@ def file_digest(path) -> str:
     return h.hexdigest()
 
 
-def check_dataset(ds: h5py.Dataset, key: str, path: str) -> str:
-    """The dataset's checksum, after checking it is complete and its data match the stored one."""
-    if ds.attrs.get(_COMPLETE, 0) != 1:
-        raise ValueError(f"key {key!r} of {path} is incomplete (not a finished artifact?)")
-    stored = ds.attrs.get(_CHECKSUM)
+def _rerun(path: str, stage: str | None) -> str:
+    who = f"stage {stage}" if stage else "the stage that wrote it"
+    hint = f" (snakemake --forcerun {stage} ...)" if stage else ""
+    return f"delete {path} and rerun {who}{hint}"
+
+
+def check_dataset(ds: h5py.Dataset, key: str, path: str, data=None, stage: str | None = None) -> str:
+    """The dataset's checksum, after checking it is complete and its data (`data`, when already
+    read) match the stored one. `stage` (the writer) is named in the error."""
+    attrs = dict(ds.attrs.items())
+    if attrs.get(_COMPLETE, 0) != 1:
+        raise ArtifactCorrupt(f"key {key!r} of {path} is incomplete (not a finished artifact?): {_rerun(path, stage)}")
+    stored = attrs.get(_CHECKSUM)
     if stored is None:
-        raise ValueError(f"key {key!r} of {path} has no checksum (written by an older version): "
-                         f"delete {path} and rerun the stage that wrote it")
+        raise ArtifactCorrupt(f"key {key!r} of {path} has no checksum (written by an older version): "
+                              f"{_rerun(path, stage)}")
     try:
-        actual = _dataset_checksum(ds)
+        if data is None:
+            data = ds[()]
+        actual = checksum(data, {k: v for k, v in attrs.items() if k not in _RESERVED})
     except Exception as exc:  # a damaged chunk may fail to decompress at all
-        raise ValueError(f"key {key!r} of {path} cannot be read ({exc}): the file is corrupt; delete it "
-                         "and rerun the stage that wrote it") from exc
+        raise ArtifactCorrupt(f"key {key!r} of {path} cannot be read ({exc}): the file is corrupt; "
+                              f"{_rerun(path, stage)}") from exc
     if actual != stored:
-        raise ValueError(f"key {key!r} of {path} fails its checksum (stored {stored}, data give {actual}): "
-                         "the file is corrupt; delete it and rerun the stage that wrote it")
+        raise ArtifactCorrupt(f"key {key!r} of {path} fails its checksum (stored {stored}, data give {actual}): "
+                              f"the file is corrupt; {_rerun(path, stage)}")
     return str(stored)
 
 
@@ -532,12 +658,14 @@ def _copy_shard(path: str, dst: h5py.File, seen: dict[str, str], sums: dict[str,
         stored = src.attrs.get(_META)
         if path == first and stored is not None:
             dst.attrs[_META] = stored
+        if path == first and _STAGE in src.attrs:
+            dst.attrs[_STAGE] = src.attrs[_STAGE]
         elif stored != dst.attrs.get(_META):
             raise ValueError(f"{path} was written with other parameters than {first}: "
                              f"{stored} vs {dst.attrs.get(_META)}")
         for key in src:
             if key in seen:
                 raise ValueError(f"key {key!r} is in both {seen[key]} and {path}")
-            sums[key] = check_dataset(src[key], key, path)
+            sums[key] = check_dataset(src[key], key, path, stage=src.attrs.get(_STAGE))
             src.copy(src[key], dst, name=key)
             seen[key] = path

@@ -1,0 +1,62 @@
+"""How every stage runs: `run(main)` at the bottom of each stages/*.py.
+
+The project's own errors print one line, `stages.NAME: <kind> error: <message>`, and exit with the
+status of their kind (STATUSES; docs/robustness.md has the table); anything else is unexpected and
+keeps its traceback (exit 1). WSSS_DEBUG=1 in the environment prints the traceback of every error,
+with the same status. Inside a run the artifacts a stage publishes keep a receipt until it ends
+well (pipeline/core/store.py), so a kill after publishing loses no finished work.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+from pipeline.core import store
+from pipeline.core.config import ConfigError
+from pipeline.core.training import TrainingDiverged
+from pipeline.data.voc import DatasetError
+from pipeline.models.checkpoint import CheckpointError
+from pipeline.models.weights import WeightsError
+
+# (error class, kind, exit status); the first class that matches wins. 1 is left to unexpected
+# errors (Python's own status for an uncaught exception), 2 to bad arguments (argparse's).
+STATUSES = (
+    (ConfigError, "config", 3),
+    (DatasetError, "dataset", 4),
+    (CheckpointError, "checkpoint", 5),
+    (WeightsError, "checkpoint", 5),
+    (TrainingDiverged, "training", 6),
+    (store.ArtifactCorrupt, "store", 7),
+    (store.ArtifactWriteError, "disk", 8),
+)
+
+
+def debug() -> bool:
+    return os.environ.get("WSSS_DEBUG", "") not in ("", "0")
+
+
+def classify(exc: BaseException) -> tuple[str, int] | None:
+    """(kind, exit status) of one of the project's errors; None for any other exception."""
+    for cls, kind, status in STATUSES:
+        if isinstance(exc, cls):
+            return kind, status
+    return None
+
+
+def run(main) -> None:
+    """Run a stage's main(); the project's errors end it with one line and their exit status."""
+    name = store.running_stage() or os.path.basename(sys.argv[0])
+    store.hold_receipts()
+    try:
+        main()
+    except Exception as exc:  # noqa: BLE001  sorted below: the project's own, or unexpected
+        known = classify(exc)
+        if known is None:
+            raise
+        if debug():
+            traceback.print_exc()
+        kind, status = known
+        print(f"stages.{name}: {kind} error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(status)
+    store.release_receipts()
