@@ -86,14 +86,36 @@ def shard_file(pattern):
 
 
 def dataset_files(wildcards):
-    """The dataset a rule reads. A VOC dataset is checked here, while the DAG is built, so a
+    """The dataset a rule reads, and its check (rule check_dataset), so every stage waits for it."""
+    return [*dataset_sources(wildcards), f"results/{wildcards.dataset}/checks/dataset.json"]
+
+
+def dataset_sources(wildcards):
+    """The dataset's files. A VOC dataset is checked here, while the DAG is built, so a
     missing or incomplete one fails at once (also under -n) with the expected layout. A COCO-format
     one is read through its index and rasterised masks (rules coco_index, coco_masks)."""
     if wildcards.dataset in COCOS:
         return coco_files(wildcards.dataset)
     if ds(wildcards.dataset)["kind"] == "demo":
-        return f"results/{wildcards.dataset}/data"
+        return [f"results/{wildcards.dataset}/data"]
     return checked_split_lists(wildcards.dataset)
+
+
+# Training stages and the split role each trains on: their batch sizes must fit (rule check_dataset).
+TRAINING_SPLITS = {"classifier": "classifier", "affinity": "cams", "segmentation": "cams"}
+
+
+def dataset_check_args(dataset):
+    """rule check_dataset's options after the dataset's: the splits by role, the roles whose masks are
+    read, cams.max_side, the training batch sizes, the classifier sections (their weights)."""
+    splits = ds(dataset)["splits"]
+    batches = {section: [role, cfgmod.stage_config(config, dataset, section)["batch_size"]]
+               for section, role in TRAINING_SPLITS.items()}
+    weights = {net: cfgmod.stage_config(config, dataset, section) for net, section in NETS.items()}
+    words = ["--kind", ds(dataset)["kind"], "--splits", json.dumps(splits, sort_keys=True),
+             "--mask-roles", "seeds", "val", "--max-side", str(cfgmod.stage_config(config, dataset, "cams")["max_side"]),
+             "--batches", json.dumps(batches, sort_keys=True), "--weights", json.dumps(weights, sort_keys=True)]
+    return " ".join(shlex.quote(w) for w in words)
 
 
 @functools.cache

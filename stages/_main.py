@@ -1,4 +1,5 @@
-"""How every stage runs: `run(main)` at the bottom of each stages/*.py.
+"""How every stage runs: its main() is decorated with `stage_main` (so `python -m stages.NAME` and the
+console scripts behave alike).
 
 The project's own errors print one line, `stages.NAME: <kind> error: <message>`, and exit with the
 status of their kind (STATUSES; docs/robustness.md has the table); anything else is unexpected and
@@ -8,6 +9,7 @@ well (pipeline/core/store.py), so a kill after publishing loses no finished work
 """
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import traceback
@@ -44,19 +46,27 @@ def classify(exc: BaseException) -> tuple[str, int] | None:
     return None
 
 
-def run(main) -> None:
-    """Run a stage's main(); the project's errors end it with one line and their exit status."""
-    name = store.running_stage() or os.path.basename(sys.argv[0])
-    store.hold_receipts()
-    try:
-        main()
-    except Exception as exc:  # noqa: BLE001  sorted below: the project's own, or unexpected
-        known = classify(exc)
-        if known is None:
-            raise
-        if debug():
-            traceback.print_exc()
-        kind, status = known
-        print(f"stages.{name}: {kind} error: {exc}", file=sys.stderr, flush=True)
-        sys.exit(status)
-    store.release_receipts()
+def stage_main(main):
+    """Decorates a stage's main(argv=None): the project's errors end it with one line and their exit
+    status; the artifacts it publishes keep their receipt until it returns."""
+    @functools.wraps(main)
+    def run(argv=None):
+        name = main.__module__.rsplit(".", 1)[-1] if main.__module__ != "__main__" else \
+            (store.running_stage() or os.path.basename(sys.argv[0]))
+        store.hold_receipts(True)
+        try:
+            result = main(argv)
+        except Exception as exc:  # noqa: BLE001  sorted below: the project's own, or unexpected
+            known = classify(exc)
+            if known is None:
+                raise
+            if debug():
+                traceback.print_exc()
+            kind, status = known
+            print(f"stages.{name}: {kind} error: {exc}", file=sys.stderr, flush=True)
+            sys.exit(status)
+        finally:
+            store.hold_receipts(False)   # what it published before failing keeps its receipt
+        store.release_receipts()
+        return result
+    return run

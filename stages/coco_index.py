@@ -4,9 +4,10 @@ import json
 
 from pipeline.data import coco
 from stages._args import parser, write_json
-from stages._main import run
+from stages._main import stage_main
 
 
+@stage_main
 def main(argv=None) -> None:
     p = parser(__doc__)
     p.add_argument("--root", required=True, help="COCO-format dataset root")
@@ -24,4 +25,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    run(main)
+    main()

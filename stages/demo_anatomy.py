@@ -6,9 +6,10 @@ generator's settings: python -m stages.demo_anatomy ..."""
 from pipeline.core.store import ArtifactReader
 from pipeline.data import demo, demo_anatomy
 from stages._args import add_demo_generator, parser, write_json
-from stages._main import run
+from stages._main import stage_main
 
 
+@stage_main
 def main(argv=None) -> None:
     p = parser(__doc__)
     p.add_argument("--cams", required=True, help="CAM artifact of the demo (results/demo/cams/cam.h5)")
@@ -36,4 +37,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    run(main)
+    main()

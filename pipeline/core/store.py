@@ -117,9 +117,10 @@ def running_stage() -> str | None:
     return name.split(".", 1)[1] if name.startswith("stages.") else None
 
 
-def hold_receipts() -> None:
-    """Keep each published artifact's `.partial` (a hard link to it) until release_receipts()."""
-    _RECEIPTS["hold"] = True
+def hold_receipts(hold: bool = True) -> None:
+    """From now on (until called with False), keep each published artifact's `.partial` (a hard link
+    to it) until release_receipts()."""
+    _RECEIPTS["hold"] = hold
 
 
 def release_receipts() -> None:
