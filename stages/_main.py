@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import sys
 import traceback
 
@@ -46,13 +47,22 @@ def classify(exc: BaseException) -> tuple[str, int] | None:
     return None
 
 
+def message(exc: BaseException) -> str:
+    """The error's message; raised in a DataLoader worker, torch wraps it in the worker's traceback:
+    then the message is that traceback's last line, without the class name."""
+    text = str(exc)
+    if "Original Traceback" in text:
+        last = [line for line in text.splitlines() if line.strip()][-1]
+        text = re.sub(r"^[\w.]+: ", "", last.strip())
+    return text
+
+
 def stage_main(main):
     """Decorates a stage's main(argv=None): the project's errors end it with one line and their exit
     status; the artifacts it publishes keep their receipt until it returns."""
     @functools.wraps(main)
     def run(argv=None):
-        name = main.__module__.rsplit(".", 1)[-1] if main.__module__ != "__main__" else \
-            (store.running_stage() or os.path.basename(sys.argv[0]))
+        name = store.running_stage() if main.__module__ == "__main__" else main.__module__.rsplit(".", 1)[-1]
         store.hold_receipts(True)
         try:
             result = main(argv)
@@ -63,7 +73,7 @@ def stage_main(main):
             if debug():
                 traceback.print_exc()
             kind, status = known
-            print(f"stages.{name}: {kind} error: {exc}", file=sys.stderr, flush=True)
+            print(f"stages.{name}: {kind} error: {message(exc)}", file=sys.stderr, flush=True)
             sys.exit(status)
         finally:
             store.hold_receipts(False)   # what it published before failing keeps its receipt

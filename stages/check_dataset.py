@@ -8,7 +8,6 @@ import json
 
 from pipeline.core.config import NAMED_WEIGHTS
 from pipeline.data.check import check_dataset
-from pipeline.models.classifier import build_classifier
 from stages._args import add_dataset, dataset, json_arg, parser, write_json
 from stages._main import stage_main
 
@@ -19,6 +18,7 @@ def check_weights(sections: dict, classes: list[str]) -> list[str]:
     checked = []
     for name, cfg in sorted(sections.items()):
         if cfg.get("weights", "none") not in NAMED_WEIGHTS:
+            from pipeline.models.classifier import build_classifier   # torch and timm: only when needed
             build_classifier(cfg, len(classes) - 1, cfg["weights"])
             checked.append(name)
     return checked
