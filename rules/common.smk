@@ -6,6 +6,7 @@ import shlex
 import signal
 import sys
 import threading
+from types import SimpleNamespace
 from pathlib import Path
 
 sys.path.insert(0, workflow.basedir)
@@ -13,7 +14,9 @@ from pipeline.core import config as cfgmod
 from pipeline.core.cam_methods import CAM_METHODS, classifier_of
 from pipeline.core.interrupt import interrupt_stages
 from pipeline.data import coco as cocomod
+from pipeline.data.check import check_batches
 from pipeline.data.voc import VOCDataset
+from pipeline.models.check import check_weights
 from stages._settings import STAGE_SETTINGS, stage_argv
 
 cfgmod.validate(config)
@@ -86,7 +89,9 @@ def shard_file(pattern):
 
 
 def dataset_files(wildcards):
-    """The dataset a rule reads, and its check (rule check_dataset), so every stage waits for it."""
+    """The dataset a rule reads, and its check (rule check_dataset), so every stage waits for it; the
+    batch sizes and weights are checked now (checked_training)."""
+    checked_training(wildcards.dataset)
     return [*dataset_sources(wildcards), f"results/{wildcards.dataset}/checks/dataset.json"]
 
 
@@ -101,21 +106,49 @@ def dataset_sources(wildcards):
     return checked_split_lists(wildcards.dataset)
 
 
-# Training stages and the split role each trains on: their batch sizes must fit (rule check_dataset).
+# Training stages and the split role each trains on: their batch sizes must fit.
 TRAINING_SPLITS = {"classifier": "classifier", "affinity": "cams", "segmentation": "cams"}
 
 
 def dataset_check_args(dataset):
     """rule check_dataset's options after the dataset's: the splits by role, the roles whose masks are
-    read, cams.max_side, the training batch sizes, the classifier sections (their weights)."""
-    splits = ds(dataset)["splits"]
-    batches = {section: [role, cfgmod.stage_config(config, dataset, section)["batch_size"]]
-               for section, role in TRAINING_SPLITS.items()}
-    weights = {net: cfgmod.stage_config(config, dataset, section) for net, section in NETS.items()}
-    words = ["--kind", ds(dataset)["kind"], "--splits", json.dumps(splits, sort_keys=True),
-             "--mask-roles", "seeds", "val", "--max-side", str(cfgmod.stage_config(config, dataset, "cams")["max_side"]),
-             "--batches", json.dumps(batches, sort_keys=True), "--weights", json.dumps(weights, sort_keys=True)]
+    read, cams.max_side."""
+    words = ["--kind", ds(dataset)["kind"], "--splits", json.dumps(ds(dataset)["splits"], sort_keys=True),
+             "--mask-roles", "seeds", "val", "--max-side", str(cfgmod.stage_config(config, dataset, "cams")["max_side"])]
     return " ".join(shlex.quote(w) for w in words)
+
+
+def split_sizes(dataset):
+    """{split: images} of the splits whose size is known while the DAG is built (a COCO split's once
+    its index exists)."""
+    d = ds(dataset)
+    if d["kind"] == "demo":
+        return {"train": d["generator"]["n_train"], "val": d["generator"]["n_val"]}
+    sizes = {}
+    for split in set(d["splits"].values()):
+        if dataset in COCOS:
+            index = cocomod.index_path(f"results/{dataset}", split)
+            if index.is_file():
+                sizes[split] = len(json.loads(index.read_text())["images"])
+        else:
+            sizes[split] = len(VOCDataset(root(dataset), d["classes"], split).ids)
+    return sizes
+
+
+@functools.cache
+def checked_training(dataset):
+    """While the DAG is built (also under -n), before anything trains: each training stage's batch size
+    fits the split it trains on, and backbone weights given as a checkpoint path fit their network
+    (built once per checkpoint and settings: cached in results/<dataset>/checks/weights.json)."""
+    sizes = split_sizes(dataset)
+    splits = {role: SimpleNamespace(split=split, ids=range(sizes[split]))
+              for role, split in ds(dataset)["splits"].items() if split in sizes}
+    check_batches(splits, {section: [role, cfgmod.stage_config(config, dataset, section)["batch_size"]]
+                           for section, role in TRAINING_SPLITS.items()})
+    sections = {net: cfgmod.stage_config(config, dataset, section)
+                for net, section in [*NETS.items(), ("affinity", "affinity"), ("segmentation", "segmentation")]}
+    check_weights(sections, ds(dataset)["classes"], cache=f"results/{dataset}/checks/weights.json")
+    return True
 
 
 @functools.cache

@@ -1,27 +1,15 @@
 """Check a dataset before any stage reads it: python -m stages.check_dataset ...
 
 Every image decodes and fits cams.max_side, annotations name known classes and give every object
-a box, masks hold class ids in range, the training batch sizes fit their splits, and backbone
-weights given as a checkpoint path fit the configured backbone (pipeline/data/check.py).
+a box, masks hold class ids in range (pipeline/data/check.py); given, the training batch sizes fit
+their splits and backbone weights given as a checkpoint path fit their network
+(pipeline/models/check.py; the Snakefile checks these two while it builds the DAG).
 """
-import json
 
-from pipeline.core.config import NAMED_WEIGHTS
 from pipeline.data.check import check_dataset
+from pipeline.models.check import check_weights
 from stages._args import add_dataset, dataset, json_arg, parser, write_json
 from stages._main import stage_main
-
-
-def check_weights(sections: dict, classes: list[str]) -> list[str]:
-    """Build each classifier whose `weights` is a checkpoint path: another backbone's weights fail
-    here (WeightsError naming the file and the first key that does not fit), not after training starts."""
-    checked = []
-    for name, cfg in sorted(sections.items()):
-        if cfg.get("weights", "none") not in NAMED_WEIGHTS:
-            from pipeline.models.classifier import build_classifier   # torch and timm: only when needed
-            build_classifier(cfg, len(classes) - 1, cfg["weights"])
-            checked.append(name)
-    return checked
 
 
 @stage_main
@@ -34,7 +22,8 @@ def main(argv=None) -> None:
     p.add_argument("--max-side", required=True, type=int, help="cams.max_side")
     p.add_argument("--batches", type=json_arg, default={}, help="JSON {stage: [role, batch_size]}")
     p.add_argument("--weights", type=json_arg, default={},
-                   help="JSON {section: classifier config} whose weights, if a path, are checked")
+                   help="JSON {section: config} of the networks (classifier, classifier_vit, affinity, "
+                        "segmentation) whose weights, if a checkpoint path, are checked")
     p.add_argument("--cache", required=True, help="JSON cache of the images that passed (file size, mtime)")
     p.add_argument("--out", required=True, help="JSON report")
     args = p.parse_args(argv)

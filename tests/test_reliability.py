@@ -337,19 +337,44 @@ def test_the_dataset_check_reads_only_what_changed(tiny_voc, tmp_path, capsys):
     assert reads == [total, 0, 1]
 
 
+def tiny_config(work: Path, root: Path, **overrides) -> Path:
+    cfg = work / "cfg.yaml"
+    sections = {"classifier": {"epochs": 1, "batch_size": 4, "crop_size": 32, "workers": 0, "weights": "none"},
+                **overrides}
+    cfg.write_text(json.dumps({"device": "cpu", "threads": 1, "datasets": {"tiny": {
+        "kind": "voc", "root": str(root), "classes": DEMO_CLASSES, "overrides": sections,
+        "splits": {"classifier": "train", "classifier_val": "val", "cams": "train", "seeds": "train", "val": "val"}}}}))
+    return cfg
+
+
 def test_a_bad_image_stops_the_dag_before_the_classifier_trains(tiny_voc, tmp_path):
     work, root = tmp_path / "work", copy_root(tiny_voc, tmp_path / "VOC")
     work.mkdir()
     expected = _damage(root, "truncated jpeg")
-    cfg = work / "cfg.yaml"
-    cfg.write_text(json.dumps({"device": "cpu", "threads": 1, "datasets": {"tiny": {
-        "kind": "voc", "root": str(root), "classes": DEMO_CLASSES,
-        "overrides": {"classifier": {"epochs": 1, "batch_size": 4, "crop_size": 32, "workers": 0, "weights": "none"}},
-        "splits": {"classifier": "train", "classifier_val": "val", "cams": "train", "seeds": "train", "val": "val"}}}}))
-    run = snakemake("--cores", "1", "--configfile", str(cfg), "--", "results/tiny/classifier.pt", cwd=work,
-                    env={**os.environ, "PYTHONPATH": str(REPO)})
+    run = snakemake("--cores", "1", "--configfile", str(tiny_config(work, root)), "--", "results/tiny/classifier.pt",
+                    cwd=work, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert run.returncode != 0
     log = (work / "results/tiny/logs/check_dataset.log").read_text()
     assert last_line(log).startswith("stages.check_dataset: dataset error: ") and expected in log, log[-2000:]
     assert not (work / "results/tiny/logs/train_classifier.log").exists(), "the classifier started"
     assert not (work / "results/tiny/classifier.pt").exists()
+
+
+@pytest.mark.parametrize("problem", ["batch", "weights"])
+def test_a_batch_larger_than_its_split_or_foreign_weights_stop_the_dry_run(problem, tiny_voc, tmp_path):
+    """Both are known while the DAG is built: `snakemake -n` already fails, naming the key or the file."""
+    work = tmp_path / "work"
+    work.mkdir()
+    n = len(split_ids(tiny_voc, "train"))
+    if problem == "batch":
+        overrides = {"segmentation": {"batch_size": n + 1}}
+        expected = f"split 'train' (cams) has {n} images, fewer than segmentation's batch_size {n + 1}"
+    else:
+        import timm
+        other = tmp_path / "resnet18.pt"
+        torch.save(timm.create_model("resnet18", pretrained=False, features_only=True).state_dict(), other)
+        overrides = {"affinity": {"weights": str(other)}}
+        expected = f"backbone checkpoint {other} lacks key"
+    run = snakemake("-n", "--cores", "1", "--configfile", str(tiny_config(work, tiny_voc, **overrides)), "--",
+                    "results/tiny/miou.json", cwd=work, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300)
+    assert run.returncode != 0 and expected in run.stdout + run.stderr, (run.stdout + run.stderr)[-3000:]
