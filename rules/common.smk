@@ -91,8 +91,9 @@ def shard_file(pattern):
 def dataset_files(wildcards):
     """The dataset a rule reads, and its check (rule check_dataset), so every stage waits for it; the
     batch sizes and weights are checked now (checked_training)."""
+    sources = dataset_sources(wildcards)
     checked_training(wildcards.dataset)
-    return [*dataset_sources(wildcards), f"results/{wildcards.dataset}/checks/dataset.json"]
+    return [*sources, f"results/{wildcards.dataset}/checks/dataset.json"]
 
 
 def dataset_sources(wildcards):
@@ -111,8 +112,8 @@ TRAINING_SPLITS = {"classifier": "classifier", "affinity": "cams", "segmentation
 
 
 def dataset_check_args(dataset):
-    """rule check_dataset's options after the dataset's: the splits by role, the roles whose masks are
-    read, cams.max_side."""
+    """The dataset check's options after the dataset's (rules/data.smk): the splits by role, the roles
+    whose masks are read, cams.max_side."""
     words = ["--kind", ds(dataset)["kind"], "--splits", json.dumps(ds(dataset)["splits"], sort_keys=True),
              "--mask-roles", "seeds", "val", "--max-side", str(cfgmod.stage_config(config, dataset, "cams")["max_side"])]
     return " ".join(shlex.quote(w) for w in words)

@@ -106,6 +106,35 @@ def test_untouched_artifacts_read_as_before_and_are_verified_once_per_key(inputs
     assert store.VERIFY_TIME["keys"] - before == len(reader.keys())
 
 
+@pytest.mark.parametrize("damage", ["data", "data, no table", "table"])
+def test_every_read_is_verified_against_the_table_or_the_keys_own_checksum(damage, tmp_path):
+    """A finished artifact carries a table of its keys' checksums; one without it (written by other
+    means) is verified against each key's own. Either way zeroed data is an error naming the key,
+    and a damaged table is an error too."""
+    from pipeline.core.store import ArtifactCorrupt
+    path = tmp_path / "maps.h5"
+    rng = np.random.default_rng(0)
+    maps = {f"k{i}": rng.random((2, 8, 8)).astype(np.float16) for i in range(4)}
+    with ArtifactWriter(path, meta={"p": 1}) as w:
+        for key, value in maps.items():
+            w.write(key, value, classes=np.array([1, 2]))
+    with h5py.File(path, "r+") as f:
+        assert "checksums" in f.attrs and set(f) == set(maps)
+        if damage == "table":
+            f.attrs["checksums"] = np.frombuffer(b'{"k0": 1', np.uint8)   # JSON no longer parses
+        else:
+            f["k2"][...] = 0
+            if damage == "data, no table":
+                del f.attrs["checksums"]
+    reader = ArtifactReader(path)
+    assert reader.keys() == sorted(maps)
+    np.testing.assert_array_equal(reader["k1"], maps["k1"]) if damage != "table" else None
+    with pytest.raises(ArtifactCorrupt, match=r"checksum table of .*maps.h5" if damage == "table"
+                       else r"key 'k2' of .*maps.h5 fails its checksum .*delete .*maps.h5 and rerun"):
+        reader["k2"]
+        reader.attrs("k2")
+
+
 # ---------------------------------------------------------------- image size bound
 
 def test_a_10000_px_jpeg_stops_extract_cams_before_it_is_decoded(inputs, tmp_path):

@@ -110,6 +110,11 @@ _RECEIPTS: dict = {"hold": False, "paths": []}
 VERIFY_TIME = {"seconds": 0.0, "keys": 0}
 # Root attribute: the stage module that wrote the artifact (named in a corrupt read's message).
 _STAGE = "stage"
+# Root attribute of a finished artifact: {key: checksum} as JSON bytes, so a reader verifies a key
+# without reading its reserved attributes (HDF5 attribute reads cost more than hashing a map).
+_TABLE = "checksums"
+# HDF5 file format of new files: 1.8's, whose dense attribute storage holds a table of any size.
+_LIBVER = ("v108", "v108")
 
 
 def running_stage() -> str | None:
@@ -235,7 +240,7 @@ class ArtifactWriter:
         so no empty partial is left for a rerun to misread."""
         f = None
         try:
-            f = h5py.File(self.partial, "w")
+            f = h5py.File(self.partial, "w", libver=_LIBVER)
             if meta is not None:
                 f.attrs[_META] = _canonical_json(meta)
             f.attrs[_PROVENANCE] = _canonical_json(provenance or {})
@@ -267,7 +272,7 @@ class ArtifactWriter:
         deadline = time.monotonic() + LOCK_WAIT
         while True:
             try:
-                return h5py.File(self.partial, "a")
+                return h5py.File(self.partial, "a", libver=_LIBVER)
             except BlockingIOError:
                 if time.monotonic() > deadline:
                     raise BlockingIOError(errno.EAGAIN, f"{self.partial} is locked by another process (is the "
@@ -448,6 +453,7 @@ class ArtifactWriter:
     def finish(self):
         """Record the content digest, close and atomically publish the artifact."""
         self._require_open()
+        _write_table(self._f, self._sums)
         self._f.attrs[_DIGEST] = _digest(self._f.attrs.get(_META), self._sums)
         self._f.flush()
         self._f.close()
@@ -494,6 +500,7 @@ class ArtifactReader:
         self._keyset = None
         self._verified: set[str] = set()
         self._attrs: dict[str, dict] = {}   # of the verified keys
+        self._table = None   # {key: checksum} of a finished artifact (None: not read yet)
 
     def _file(self) -> h5py.File:
         # HDF5 handles must not be shared across fork: reopen in each process.
@@ -535,21 +542,34 @@ class ArtifactReader:
             self._verify_read(ds, key, None)
         return {k: v for k, v in ds.attrs.items() if k not in _RESERVED}
 
+    def _checksums(self) -> dict:
+        if self._table is None:
+            self._table = _read_table(self._file(), self.path)
+        return self._table
+
     def _verify_read(self, ds: h5py.Dataset, key: str, data) -> None:
-        """Check a key's data and attributes against its stored checksum, once per process."""
+        """Check a key's data and attributes against its stored checksum, once per process: the one
+        in the file's table (written when it was finished), else the one stored with the key."""
         start = time.perf_counter()
         try:
-            attrs = dict(ds.attrs.items())
-            check_dataset(ds, key, self.path, data=data, attrs=attrs)
-        except ArtifactCorrupt:   # again, naming the stage that wrote the file (read only on failure)
-            check_dataset(ds, key, self.path, data=data, stage=self._stage())
-            raise
+            stored = self._checksums().get(key)
+            if stored is None:   # no table (a file written before it, or merged by another tool)
+                attrs = dict(ds.attrs.items())
+                check_dataset(ds, key, self.path, data=data, attrs=attrs)
+                attrs = {k: v for k, v in attrs.items() if k not in _RESERVED}
+            else:
+                attrs = _user_attrs(ds)
+                _check_against(ds, key, self.path, stored, data, attrs)
+        except ArtifactCorrupt as exc:   # the full message, naming the stage that wrote the file
+            stage = self._stage()
+            check_dataset(ds, key, self.path, data=data, stage=stage)   # the key's own checksum fails too?
+            raise ArtifactCorrupt(f"{exc}: the file is corrupt; {_rerun(self.path, stage)}") from exc
         finally:
             VERIFY_TIME["seconds"] += time.perf_counter() - start
             VERIFY_TIME["keys"] += 1
         if self._pid == os.getpid():
             self._verified.add(key)
-            self._attrs[key] = {k: v for k, v in attrs.items() if k not in _RESERVED}
+            self._attrs[key] = attrs
 
     def _stage(self) -> str | None:
         stage = self._file().attrs.get(_STAGE)
@@ -580,7 +600,7 @@ class ArtifactReader:
 
     def __getstate__(self):
         # Lets spawn-based DataLoader workers receive the reader; they reopen lazily (and verify).
-        return {**self.__dict__, "_f": None, "_pid": None, "_verified": set(), "_attrs": {}}
+        return {**self.__dict__, "_f": None, "_pid": None, "_verified": set(), "_attrs": {}, "_table": None}
 
     def __enter__(self):
         return self
@@ -638,6 +658,45 @@ def check_dataset(ds: h5py.Dataset, key: str, path: str, data=None, stage: str |
     return str(stored)
 
 
+def _write_table(f: h5py.File, sums: dict[str, str]) -> None:
+    try:
+        f.attrs[_TABLE] = np.frombuffer(json.dumps(sums, sort_keys=True).encode(), np.uint8)
+    except Exception:  # noqa: BLE001  a file of the 'earliest' format (a partial resumed) cannot hold a
+        pass           # large attribute: its readers verify against each key's own checksum instead
+
+
+def _read_table(f: h5py.File, path: str) -> dict[str, str]:
+    """The finished artifact's {key: checksum}; {} when it has none."""
+    raw = f.attrs.get(_TABLE)
+    if raw is None:
+        return {}
+    try:
+        return json.loads(np.asarray(raw, np.uint8).tobytes().decode())
+    except Exception as exc:  # noqa: BLE001  a damaged table is a damaged file
+        raise ArtifactCorrupt(f"the checksum table of {path} cannot be read ({exc}): the file is corrupt; "
+                              f"delete {path} and rerun the stage that wrote it") from exc
+
+
+def _user_attrs(ds: h5py.Dataset) -> dict:
+    """A dataset's attributes but the reserved ones, found by index (iterating the names through
+    h5py costs more than reading the values)."""
+    oid = ds.id
+    names = [h5py.h5a.open(oid, index=i).name for i in range(h5py.h5a.get_num_attrs(oid))]
+    names = [n.decode() if isinstance(n, bytes) else n for n in names]
+    return {n: ds.attrs[n] for n in sorted(names) if n not in _RESERVED}
+
+
+def _check_against(ds: h5py.Dataset, key: str, path: str, stored: str, data, attrs: dict) -> None:
+    try:
+        if data is None:
+            data = ds[()]
+        actual = checksum(data, attrs, _algorithm(stored))
+    except Exception as exc:  # a damaged chunk may fail to decompress at all
+        raise ArtifactCorrupt(f"key {key!r} of {path} cannot be read ({exc})") from exc
+    if actual != stored:
+        raise ArtifactCorrupt(f"key {key!r} of {path} fails its checksum (its table gives {stored}, data give {actual})")
+
+
 def merge_artifacts(paths, out) -> int:
     """Copy every dataset of the finished artifacts `paths` into one artifact `out` (published
     atomically like a writer's). The datasets are copied as stored, attributes included, so the
@@ -650,9 +709,10 @@ def merge_artifacts(paths, out) -> int:
     seen: dict[str, str] = {}
     sums: dict[str, str] = {}
     try:
-        with h5py.File(partial, "w") as dst:
+        with h5py.File(partial, "w", libver=_LIBVER) as dst:
             for path in paths:
                 _copy_shard(path, dst, seen, sums, first=paths[0])
+            _write_table(dst, sums)
             dst.attrs[_DIGEST] = _digest(dst.attrs.get(_META), sums)
     except BaseException:
         os.remove(partial)   # a merge is cheap to redo; half of one is of no use
