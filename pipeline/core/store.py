@@ -681,7 +681,10 @@ def _user_attrs(ds: h5py.Dataset) -> dict:
     """A dataset's attributes but the reserved ones, found by index (iterating the names through
     h5py costs more than reading the values)."""
     oid = ds.id
-    names = [h5py.h5a.open(oid, index=i).name for i in range(h5py.h5a.get_num_attrs(oid))]
+    count = h5py.h5a.get_num_attrs(oid)
+    if count <= len(_RESERVED):   # a key of the table carries both reserved attributes: no other
+        return {}
+    names = [h5py.h5a.open(oid, index=i).name for i in range(count)]
     names = [n.decode() if isinstance(n, bytes) else n for n in names]
     return {n: ds.attrs[n] for n in sorted(names) if n not in _RESERVED}
 
