@@ -26,7 +26,7 @@ from pipeline.core.store import ArtifactReader, ArtifactWriteError, ArtifactWrit
 from slurm.compare_results import same_h5
 from stages._main import STATUSES
 from test_faults import (CLASSES_JSON, CLASSIFIER, in_child, inputs, per_image_args,  # noqa: F401  (fixture)
-                         run_stage, snakemake, split_ids, tiny_disk)
+                         run_stage, same_training, snakemake, split_ids, tiny_disk, training_args)
 
 pytestmark = pytest.mark.faults
 
@@ -269,6 +269,31 @@ def test_a_kill_after_publishing_loses_no_finished_work(inputs, tmp_path, monkey
     tally = json.loads(out.with_suffix(".tally.json").read_text())
     assert tally["computed_now"] == 0 and tally["images"] == len(split_ids(inputs["root"], "train")), tally
     assert same_h5(whole, out) is None
+    assert not Path(f"{out}.partial").exists()
+
+
+def test_a_training_killed_after_publishing_resumes_its_last_state(inputs, tmp_path, monkeypatch):
+    """The same window for a training stage: killed after the checkpoint is published, while the report
+    is written; Snakemake deletes both, and the rerun trains no epoch again."""
+    stage = "train_classifier"
+    whole = tmp_path / "whole.pt"
+    run_stage(stage, training_args(stage, inputs, whole), tmp_path / "whole.log", training=True)
+    assert not Path(f"{whole}.partial").exists()
+    import stages._args
+    real = stages._args.write_json
+
+    def killed_at_report(path, data):
+        os.kill(os.getpid(), signal.SIGKILL)
+    monkeypatch.setattr(stages._args, "write_json", killed_at_report)
+    out = tmp_path / "out.pt"
+    assert run_stage(stage, training_args(stage, inputs, out), tmp_path / "cut.log", training=True)["killed"]
+    assert out.exists(), "the kill came before publishing: the test would prove nothing"
+    out.unlink()   # what Snakemake does with a failed job's output
+    monkeypatch.setattr(stages._args, "write_json", real)
+    rerun = run_stage(stage, training_args(stage, inputs, out), tmp_path / "rerun.log", training=True)
+    epochs = CLASSIFIER["epochs"]
+    assert f"after epoch {epochs}" in rerun["log"] and f"epoch {epochs}/{epochs}" not in rerun["log"], rerun["log"][-2000:]
+    assert same_training(whole, out) is None
     assert not Path(f"{out}.partial").exists()
 
 

@@ -34,6 +34,7 @@ import os
 import re
 import sys
 import time
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -134,11 +135,20 @@ def release_receipts() -> None:
     """The stage ended well: drop the receipts of what it published."""
     for partial, path in _RECEIPTS["paths"]:
         try:
-            if os.path.samefile(partial, path):
+            if path is None or os.path.samefile(partial, path):
                 os.unlink(partial)
         except OSError:   # already gone (or the output moved): nothing to drop
             pass
     _RECEIPTS["paths"].clear()
+
+
+def drop_when_done(partial) -> None:
+    """A resumable state whose output is published (a training's `.partial`): removed now, or inside a
+    stage run when the stage ends well, so a kill before then resumes from it instead of starting over."""
+    if _RECEIPTS["hold"]:
+        _RECEIPTS["paths"].append((os.fspath(partial), None))
+    else:
+        Path(partial).unlink(missing_ok=True)
 
 
 def log(message: str) -> None:
