@@ -14,8 +14,9 @@ A finished artifact carries a `digest` of its keys' checksums and its meta: the 
 identity later stages record as their input's provenance, and the name of the stage that wrote it.
 
 Every read of a finished artifact is verified: the first read of a key in a process checks its
-data and attributes against the checksum the writer stored, and a mismatch stops the reader with
-an ArtifactCorrupt naming the file, the key and the stage to rerun.
+data and attributes against the checksum the writer stored (in the file's table of checksums,
+written by finish(), or with the key), and a mismatch stops the reader with an ArtifactCorrupt
+naming the file, the key and the stage to rerun.
 
 Publishing: inside a stage run (`hold_receipts`), finish() publishes the artifact as a hard link
 and keeps the `.partial` as its receipt until the stage ends well (`release_receipts`). A stage
@@ -683,8 +684,7 @@ def _read_table(f: h5py.File, path: str) -> dict[str, str]:
     try:
         return json.loads(np.asarray(raw, np.uint8).tobytes().decode())
     except Exception as exc:  # noqa: BLE001  a damaged table is a damaged file
-        raise ArtifactCorrupt(f"the checksum table of {path} cannot be read ({exc}): the file is corrupt; "
-                              f"delete {path} and rerun the stage that wrote it") from exc
+        raise ArtifactCorrupt(f"the checksum table of {path} cannot be read ({exc})") from exc
 
 
 def _user_attrs(ds: h5py.Dataset) -> dict:
