@@ -13,10 +13,11 @@ with one log line that says why. On resume every done key is checked against its
 A finished artifact carries a `digest` of its keys' checksums and its meta: the content
 identity later stages record as their input's provenance, and the name of the stage that wrote it.
 
-Every read of a finished artifact is verified: the first read of a key in a process checks its
-data and attributes against the checksum the writer stored (in the file's table of checksums,
-written by finish(), or with the key), and a mismatch stops the reader with an ArtifactCorrupt
-naming the file, the key and the stage to rerun.
+Every read of a finished artifact is verified: the first read of a key in a process checks it
+against the file's table of checksums (written by finish(): per key a hash of its compressed chunk
+as stored, and of its attributes), or against the checksum stored with the key (a file without the
+table, or a chunk the table does not match: the key's own checksum decides); a mismatch stops the
+reader with an ArtifactCorrupt naming the file, the key and the stage to rerun.
 
 Publishing: inside a stage run (`hold_receipts`), finish() publishes the artifact as a hard link
 and keeps the `.partial` as its receipt until the stage ends well (`release_receipts`). A stage
@@ -104,6 +105,10 @@ class ArtifactWriteError(OSError):
 
 class ArtifactCorrupt(ValueError):
     """A finished artifact's key no longer matches the checksum its writer stored (or cannot be read)."""
+
+
+class _TableCorrupt(ArtifactCorrupt):
+    """The table of a finished artifact's checksums cannot be read."""
 
 
 # Publish receipts (see the module's docstring): held only inside a stage run.
@@ -571,10 +576,14 @@ class ArtifactReader:
             else:
                 attrs = _user_attrs(ds)
                 _check_against(ds, key, self.path, stored, data, attrs)
-        except ArtifactCorrupt as exc:   # the full message, naming the stage that wrote the file
-            stage = self._stage()
-            check_dataset(ds, key, self.path, data=data, stage=stage)   # the key's own checksum fails too?
-            raise ArtifactCorrupt(f"{exc}: the file is corrupt; {_rerun(self.path, stage)}") from exc
+        except ArtifactCorrupt as exc:
+            if isinstance(exc, _TableCorrupt):
+                raise ArtifactCorrupt(f"{exc}: the file is corrupt; {_rerun(self.path, self._stage())}") from exc
+            # the key's own checksum decides (its chunk may have been rewritten with the same data, by a
+            # repack say); failing, the message names the stage that wrote the file
+            attrs = dict(ds.attrs.items())
+            check_dataset(ds, key, self.path, data=data, attrs=attrs, stage=self._stage())
+            attrs = {k: v for k, v in attrs.items() if k not in _RESERVED}
         finally:
             VERIFY_TIME["seconds"] += time.perf_counter() - start
             VERIFY_TIME["keys"] += 1
@@ -669,9 +678,28 @@ def check_dataset(ds: h5py.Dataset, key: str, path: str, data=None, stage: str |
     return str(stored)
 
 
+def _chunk_checksum(ds: h5py.Dataset, attrs: dict) -> str | None:
+    """Hash of a key as stored on disk: its one compressed chunk (a fraction of the data's bytes),
+    its shape and dtype and its attributes; None for a dataset that is not one chunk."""
+    if ds.chunks is None or tuple(ds.chunks) != ds.shape:
+        return None
+    mask, raw = ds.id.read_direct_chunk((0,) * ds.ndim)
+    h = hashlib.sha256()
+    h.update(f"{ds.dtype.str}{ds.shape}{mask}".encode())
+    h.update(raw)
+    h.update(json.dumps({k: _attr_value(v) for k, v in attrs.items()}, sort_keys=True).encode())
+    return f"chunk-sha256:{h.hexdigest()[:32]}"
+
+
 def _write_table(f: h5py.File, sums: dict[str, str]) -> None:
+    """The table a reader verifies against: per key the checksum of its stored chunk (the key's own
+    checksum for a key that is not one chunk)."""
     try:
-        f.attrs[_TABLE] = np.frombuffer(json.dumps(sums, sort_keys=True).encode(), np.uint8)
+        table = {}
+        for key, total in sums.items():
+            ds = f[key]
+            table[key] = _chunk_checksum(ds, _user_attrs(ds)) or total
+        f.attrs[_TABLE] = np.frombuffer(json.dumps(table, sort_keys=True).encode(), np.uint8)
     except Exception:  # noqa: BLE001  a file of the 'earliest' format (a partial resumed) cannot hold a
         pass           # large attribute: its readers verify against each key's own checksum instead
 
@@ -684,7 +712,7 @@ def _read_table(f: h5py.File, path: str) -> dict[str, str]:
     try:
         return json.loads(np.asarray(raw, np.uint8).tobytes().decode())
     except Exception as exc:  # noqa: BLE001  a damaged table is a damaged file
-        raise ArtifactCorrupt(f"the checksum table of {path} cannot be read ({exc})") from exc
+        raise _TableCorrupt(f"the checksum table of {path} cannot be read ({exc})") from exc
 
 
 def _user_attrs(ds: h5py.Dataset) -> dict:
@@ -701,13 +729,15 @@ def _user_attrs(ds: h5py.Dataset) -> dict:
 
 def _check_against(ds: h5py.Dataset, key: str, path: str, stored: str, data, attrs: dict) -> None:
     try:
-        if data is None:
-            data = ds[()]
-        actual = checksum(data, attrs, _algorithm(stored))
+        if stored.startswith("chunk-"):
+            actual = _chunk_checksum(ds, attrs)
+        else:
+            actual = checksum(ds[()] if data is None else data, attrs, _algorithm(stored))
     except Exception as exc:  # a damaged chunk may fail to decompress at all
         raise ArtifactCorrupt(f"key {key!r} of {path} cannot be read ({exc})") from exc
     if actual != stored:
-        raise ArtifactCorrupt(f"key {key!r} of {path} fails its checksum (its table gives {stored}, data give {actual})")
+        raise ArtifactCorrupt(f"key {key!r} of {path} fails its checksum (its table gives {stored}, "
+                              f"the file {actual})")
 
 
 def merge_artifacts(paths, out) -> int:
