@@ -6,6 +6,7 @@ import shlex
 import signal
 import sys
 import threading
+from types import SimpleNamespace
 from pathlib import Path
 
 from snakemake.settings.types import DeploymentMethod
@@ -15,7 +16,9 @@ from pipeline.core import config as cfgmod
 from pipeline.core.cam_methods import CAM_METHODS, classifier_of
 from pipeline.core.interrupt import interrupt_stages
 from pipeline.data import coco as cocomod
+from pipeline.data.check import check_batches
 from pipeline.data.voc import VOCDataset
+from pipeline.models.check import check_weights
 from stages._settings import STAGE_SETTINGS, stage_argv
 
 cfgmod.validate(config)
@@ -94,14 +97,67 @@ def shard_file(pattern):
 
 
 def dataset_files(wildcards):
-    """The dataset a rule reads. A VOC dataset is checked here, while the DAG is built, so a
+    """The dataset a rule reads, and its check (rule check_dataset), so every stage waits for it; the
+    batch sizes and weights are checked now (checked_training)."""
+    sources = dataset_sources(wildcards)
+    checked_training(wildcards.dataset)
+    return [*sources, f"results/{wildcards.dataset}/checks/dataset.json"]
+
+
+def dataset_sources(wildcards):
+    """The dataset's files. A VOC dataset is checked here, while the DAG is built, so a
     missing or incomplete one fails at once (also under -n) with the expected layout. A COCO-format
     one is read through its index and rasterised masks (rules coco_index, coco_masks)."""
     if wildcards.dataset in COCOS:
         return coco_files(wildcards.dataset)
     if ds(wildcards.dataset)["kind"] == "demo":
-        return f"results/{wildcards.dataset}/data"
+        return [f"results/{wildcards.dataset}/data"]
     return checked_split_lists(wildcards.dataset)
+
+
+# Training stages and the split role each trains on: their batch sizes must fit.
+TRAINING_SPLITS = {"classifier": "classifier", "affinity": "cams", "segmentation": "cams"}
+
+
+def dataset_check_args(dataset):
+    """The dataset check's options after the dataset's (rules/data.smk): the splits by role, the roles
+    whose masks are read, cams.max_side."""
+    words = ["--kind", ds(dataset)["kind"], "--splits", json.dumps(ds(dataset)["splits"], sort_keys=True),
+             "--mask-roles", "seeds", "val", "--max-side", str(cfgmod.stage_config(config, dataset, "cams")["max_side"])]
+    return " ".join(shlex.quote(w) for w in words)
+
+
+def split_sizes(dataset):
+    """{split: images} of the splits whose size is known while the DAG is built (a COCO split's once
+    its index exists)."""
+    d = ds(dataset)
+    if d["kind"] == "demo":
+        return {"train": d["generator"]["n_train"], "val": d["generator"]["n_val"]}
+    sizes = {}
+    for split in set(d["splits"].values()):
+        if dataset in COCOS:
+            index = cocomod.index_path(f"results/{dataset}", split)
+            if index.is_file():
+                sizes[split] = len(json.loads(index.read_text())["images"])
+        else:
+            sizes[split] = len(VOCDataset(root(dataset), d["classes"], split).ids)
+    return sizes
+
+
+@functools.cache
+def checked_training(dataset):
+    """While the DAG is built (also under -n), before anything trains: each training stage's batch size
+    fits the split it trains on, and backbone weights given as a checkpoint path fit their network
+    (built once per checkpoint and settings: cached in results/<dataset>/checks/weights.json)."""
+    sizes = split_sizes(dataset)
+    splits = {role: SimpleNamespace(split=split, ids=range(sizes[split]))
+              for role, split in ds(dataset)["splits"].items() if split in sizes}
+    check_batches(splits, {section: [role, cfgmod.stage_config(config, dataset, section)["batch_size"]]
+                           for section, role in TRAINING_SPLITS.items()})
+    sections = {net: cfgmod.stage_config(config, dataset, section)
+                for net, section in [*NETS.items(), ("affinity", "affinity"), ("segmentation", "segmentation")]}
+    check_weights(sections, ds(dataset)["classes"], cache=f"results/{dataset}/checks/weights.json")
+    return True
 
 
 @functools.cache

@@ -1,5 +1,5 @@
 # The datasets: the generated demo, and a COCO-format dataset's index and rasterised masks
-# (sharded like the per-image stages); the stages read only these.
+# (sharded like the per-image stages); the stages read only these, after rule check_dataset passed them.
 
 
 rule make_demo:
@@ -57,3 +57,19 @@ rule coco_masks:
     shell:
         "python -m stages.coco_masks --index {input.index:q} --shard {wildcards.scatteritem:q}"
         " --out {output.maps:q} --tally {output.tally:q} 2>&1 | tee {log:q}"
+
+
+rule check_dataset:
+    input:
+        dataset_sources,
+    output:
+        "results/{dataset}/checks/dataset.json",
+    params:
+        data=lambda wc: dataset_args(wc.dataset),
+        check=lambda wc: dataset_check_args(wc.dataset),
+        cache=lambda wc: f"results/{wc.dataset}/checks/passed.json",
+    log:
+        "results/{dataset}/logs/check_dataset.log",
+    shell:
+        "python -m stages.check_dataset {params.data} {params.check} --cache {params.cache:q}"
+        " --out {output:q} 2>&1 | tee {log:q}"

@@ -8,6 +8,7 @@ from pathlib import Path
 from pipeline.core.device import loader_workers, set_threads
 from pipeline.core.shards import select_shard
 from pipeline.data.datasets import open_split
+from pipeline.models.checkpoint import CheckpointError
 from stages._settings import add_settings, settings
 
 
@@ -64,7 +65,7 @@ def parse(p: argparse.ArgumentParser, argv) -> tuple[argparse.Namespace, dict]:
 def check_classes(checkpoint: str, trained: list[str], classes: list[str]) -> None:
     """A network answers in the classes it was trained on: another dataset's list is an error."""
     if trained != classes:
-        raise SystemExit(f"{checkpoint} was trained on classes {trained}, this dataset has {classes}")
+        raise CheckpointError(f"{checkpoint} was trained on classes {trained}, this dataset has {classes}")
 
 
 def add_demo_generator(p: argparse.ArgumentParser) -> None:

@@ -3,8 +3,10 @@ from pipeline.affinity.labels import labels_confusion, make_labels
 from pipeline.core.store import ArtifactReader
 from stages._args import parse, shard_datasets, shard_parser, write_json
 from stages._settings import add_settings
+from stages._main import stage_main
 
 
+@stage_main
 def main(argv=None) -> None:
     p = shard_parser(__doc__, "uint8 labels, 255 = ignore", eval_split=True, runtime=False)
     p.add_argument("--cams", required=True, help="HDF5 written by extract_cams")

@@ -8,8 +8,10 @@ from pipeline.cams.folder import cams_folder
 from pipeline.core.cam_methods import ALL_METHODS
 from pipeline.core.device import resolve_device, set_threads
 from pipeline.models.classifier import load_classifier
+from stages._main import stage_main
 
 
+@stage_main
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--classifier", required=True, help="checkpoint written by stages.train_classifier")

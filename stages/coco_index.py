@@ -4,8 +4,10 @@ import json
 
 from pipeline.data import coco
 from stages._args import parser, write_json
+from stages._main import stage_main
 
 
+@stage_main
 def main(argv=None) -> None:
     p = parser(__doc__)
     p.add_argument("--root", required=True, help="COCO-format dataset root")

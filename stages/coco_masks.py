@@ -8,8 +8,10 @@ from tqdm import tqdm
 from pipeline.core.shards import parse_shard, shard_ids
 from pipeline.data import coco
 from stages._args import add_shard, parser, write_json
+from stages._main import stage_main
 
 
+@stage_main
 def main(argv=None) -> None:
     p = parser(__doc__)
     p.add_argument("--index", required=True, help="the split's index (stages.coco_index)")

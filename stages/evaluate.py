@@ -7,8 +7,10 @@ from pathlib import Path
 from pipeline.core.store import ArtifactReader
 from pipeline.evaluation.evaluate import evaluate_predictions, final_report, ladder
 from stages._args import add_dataset, dataset, parser, write_json
+from stages._main import stage_main
 
 
+@stage_main
 def main(argv=None) -> None:
     p = parser(__doc__)
     add_dataset(p)

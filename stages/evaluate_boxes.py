@@ -3,8 +3,10 @@ from pipeline.cams.boxes import evaluate
 from pipeline.cams.seeds import sweep_values
 from pipeline.core.store import ArtifactReader
 from stages._args import cams_scoring, write_json
+from stages._main import stage_main
 
 
+@stage_main
 def main(argv=None) -> None:
     args, cfg, voc = cams_scoring(__doc__, "evaluate_boxes", argv, masks=False)
     result = evaluate(ArtifactReader(args.cams), voc, sweep_values(*cfg["sweep"]), cfg["mode"],

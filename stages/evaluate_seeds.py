@@ -2,8 +2,10 @@
 from pipeline.cams.seeds import evaluate, sweep_values
 from pipeline.core.store import ArtifactReader
 from stages._args import cams_scoring, write_json
+from stages._main import stage_main
 
 
+@stage_main
 def main(argv=None) -> None:
     args, cfg, voc = cams_scoring(__doc__, "evaluate_seeds", argv, masks=True)
     result = evaluate(ArtifactReader(args.cams), voc, cfg["bg_threshold"], sweep_values(*cfg["sweep"]))

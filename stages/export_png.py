@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 
 from pipeline.data.folders import export_label_pngs
+from stages._main import stage_main
 
 
+@stage_main
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--maps", required=True, help="HDF5 label artifact (uint8 maps keyed by image id)")

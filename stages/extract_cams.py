@@ -1,12 +1,15 @@
 """Extract class activation maps of one shard into an HDF5 file: python -m stages.extract_cams ..."""
 from pipeline.cams.extract import extract
 from pipeline.core.cam_methods import ALL_METHODS
+from pipeline.core.config import defaults as config_defaults
 from pipeline.core.device import resolve_device, set_threads
 from pipeline.models.classifier import load_classifier
 from stages._args import check_classes, parse, shard_datasets, shard_parser, write_json
 from stages._settings import add_settings
+from stages._main import stage_main
 
 
+@stage_main
 def main(argv=None) -> None:
     p = shard_parser(__doc__, "float16 maps with attribute `classes`")
     p.add_argument("--classifier", required=True, help="checkpoint written by train_classifier")
@@ -21,7 +24,8 @@ def main(argv=None) -> None:
     model, meta = load_classifier(args.classifier, args.backbone)
     check_classes(args.classifier, meta["classes"], args.classes)
     tally = extract(model, meta, voc, args.out, cfg["scales"], cfg["flip"], resolve_device(args.device),
-                    args.method, cfg["fullycam_levels"], args.workers, classifier=args.classifier)
+                    args.method, cfg["fullycam_levels"], args.workers, classifier=args.classifier,
+                    max_side=cfg.get("max_side", config_defaults("cams").get("max_side")))
     write_json(args.tally, {"method": args.method, "split": args.split, **tally})
     print(f"extract_cams: {args.method} maps of {len(voc)} images of shard {args.shard} ({tally['computed_now']} "
           f"computed now in {tally['seconds']:.1f} s) -> {args.out}")

@@ -4,8 +4,10 @@ from pathlib import Path
 
 from pipeline.core.shards import gather
 from stages._args import parser, write_json
+from stages._main import stage_main
 
 
+@stage_main
 def main(argv=None) -> None:
     p = parser(__doc__)
     p.add_argument("--classes", required=True, type=json.loads, help="JSON list of class names, background first")

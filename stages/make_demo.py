@@ -8,8 +8,10 @@ from tqdm import tqdm
 
 from pipeline.data import coco_export, demo
 from stages._args import add_demo_generator, parser
+from stages._main import stage_main
 
 
+@stage_main
 def main(argv=None) -> None:
     p = parser(__doc__)
     p.add_argument("--out", required=True, help="dataset root to write")

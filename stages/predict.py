@@ -4,8 +4,10 @@ from pipeline.models.segnet import load_segnet
 from pipeline.segmentation.predict import predict
 from stages._args import check_classes, parse, shard_datasets, shard_parser, write_json
 from stages._settings import add_settings
+from stages._main import stage_main
 
 
+@stage_main
 def main(argv=None) -> None:
     p = shard_parser(__doc__, "uint8 label maps")
     p.add_argument("--model", required=True, help="checkpoint written by stages.train_segmentation")

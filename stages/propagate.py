@@ -5,8 +5,10 @@ from pipeline.core.store import ArtifactReader
 from pipeline.models.affinity_net import load_affinity_net
 from stages._args import parse, shard_datasets, shard_parser, write_json
 from stages._settings import add_settings
+from stages._main import stage_main
 
 
+@stage_main
 def main(argv=None) -> None:
     p = shard_parser(__doc__, "float16 maps, background first", eval_split=True)
     p.add_argument("--cams", required=True, help="HDF5 written by extract_cams")

@@ -4,8 +4,10 @@ from pipeline.core.store import ArtifactReader
 from pipeline.refine.pseudo_labels import refine
 from stages._args import parse, shard_datasets, shard_parser, write_json
 from stages._settings import add_settings
+from stages._main import stage_main
 
 
+@stage_main
 def main(argv=None) -> None:
     p = shard_parser(__doc__, "uint8 labels, 255 = ignore", eval_split=True, runtime=False)
     p.add_argument("--maps", required=True, help="HDF5 of class maps: cams/{method}.h5 or rw/{method}.h5")

@@ -5,6 +5,7 @@ from pathlib import Path
 from pipeline.core.store import ArtifactReader
 from pipeline.evaluation import report
 from stages._args import add_dataset, dataset, parser
+from stages._main import stage_main
 
 
 def named(pairs: list[str]) -> dict[str, str]:
@@ -16,6 +17,7 @@ def read(path: str) -> dict:
     return json.loads(Path(path).read_text())
 
 
+@stage_main
 def main(argv=None) -> None:
     p = parser(__doc__)
     add_dataset(p, split_flags=("--split", "--val-split"))

@@ -7,8 +7,10 @@ import argparse
 from pipeline.core.device import resolve_device, set_threads
 from pipeline.models.segnet import load_segnet
 from pipeline.segmentation.folder import segment_folder
+from stages._main import stage_main
 
 
+@stage_main
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--model", required=True, help="checkpoint written by stages.train_segmentation")

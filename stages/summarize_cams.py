@@ -4,8 +4,10 @@ from pathlib import Path
 
 from pipeline.evaluation.summary import format_table, method_row
 from stages._args import parser, write_json
+from stages._main import stage_main
 
 
+@stage_main
 def main(argv=None) -> None:
     p = parser(__doc__)
     p.add_argument("--seeds", nargs="+", required=True, help="seeds/{method}.json, one per method")

@@ -3,8 +3,10 @@ from pipeline.affinity.train import train
 from pipeline.core.device import resolve_device
 from pipeline.core.store import ArtifactReader
 from stages._args import add_dataset, add_runtime, add_training, dataset, parser, start_training, write_json
+from stages._main import stage_main
 
 
+@stage_main
 def main(argv=None) -> None:
     p = parser(__doc__)
     add_dataset(p)

@@ -2,8 +2,10 @@
 from pipeline.classifier.train import train
 from pipeline.core.device import resolve_device
 from stages._args import add_dataset, add_runtime, add_training, dataset, parser, start_training, write_json
+from stages._main import stage_main
 
 
+@stage_main
 def main(argv=None) -> None:
     p = parser(__doc__)
     add_dataset(p, split_flags=("--train-split", "--val-split"))

@@ -540,7 +540,8 @@ def hostile(tmp_path_factory):
             text = text.replace(f"<name>{plain}</name>", f"<name>{html.escape(hostile_name)}</name>")
         xml.write_text(text)
     cfg = work / "hostile.yaml"
-    overrides = {"classifier": {"epochs": 1, "batch_size": 4, "crop_size": 32, "workers": 0, "weights": "none"}}
+    overrides = {"classifier": {"epochs": 1, "batch_size": 4, "crop_size": 32, "workers": 0, "weights": "none"},
+                 "affinity": {"batch_size": 4}, "segmentation": {"batch_size": 4}}   # batches that fit 8 images
     cfg.write_text(json.dumps({"device": "cpu", "threads": 1, "datasets": {"odd": {
         "kind": "voc", "root": str(root), "classes": HOSTILE_CLASSES, "overrides": overrides,
         "splits": {"classifier": "train", "classifier_val": "val", "cams": "train", "seeds": "train",

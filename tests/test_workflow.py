@@ -56,9 +56,9 @@ def test_the_voc_sized_dag_has_one_job_per_stage_and_shard(tmp_path):
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     jobs = job_counts(run.stdout)
     # per-image stages: 4 shards each (predict: weak and full networks) + one gather per artifact
-    assert jobs == {"train_classifier": 1, "extract_cams": 4, "evaluate_seeds": 1, "affinity_labels": 4,
-                    "train_affinity": 1, "propagate": 4, "refine": 4, "train_segmentation": 2, "predict": 8,
-                    "gather": 6, "evaluate_full": 1, "evaluate": 1, "total": 37}
+    assert jobs == {"check_dataset": 1, "train_classifier": 1, "extract_cams": 4, "evaluate_seeds": 1,
+                    "affinity_labels": 4, "train_affinity": 1, "propagate": 4, "refine": 4, "train_segmentation": 2,
+                    "predict": 8, "gather": 6, "evaluate_full": 1, "evaluate": 1, "total": 38}
 
 
 def stage_words(command: str, stage: str) -> list[str]:
@@ -336,12 +336,14 @@ def test_a_failing_stage_fails_the_rule(tmp_path):
     for sub, ext in (("JPEGImages", "jpg"), ("Annotations", "xml"), ("SegmentationClass", "png")):
         (data / sub / f"img.{ext}").write_bytes(b"")   # present but unreadable
     cfg = tmp_path / "fixture.yaml"
+    one = {"batch_size": 1}   # batches that fit the one-image splits
     cfg.write_text(yaml.safe_dump({"datasets": {"voc": {"root": str(data), "splits": {
-        "classifier": "train", "classifier_val": "val", "cams": "train", "seeds": "train", "val": "val"}}}}))
+        "classifier": "train", "classifier_val": "val", "cams": "train", "seeds": "train", "val": "val"},
+        "overrides": {"classifier": one, "affinity": one, "segmentation": one}}}}))
     run = snakemake("--cores", "1", "results/voc/classifier.pt", "--configfile", str(cfg), cwd=tmp_path, timeout=120)
     out = run.stdout + run.stderr
     assert run.returncode != 0
-    assert "Error in rule train_classifier" in out and "img.xml" in out
+    assert "Error in rule check_dataset" in out and "img.jpg" in out
     assert "MissingOutputException" not in out
 
 

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 from pipeline.affinity.labels import label_grid, pair_classes
 from pipeline.affinity.random_walk import half_offsets, overlap, pair_affinity
 from pipeline.core.provenance import dataset_identity
-from pipeline.core.store import ArtifactReader
+from pipeline.core.store import ArtifactReader, drop_when_done
 from pipeline.core.training import fit
 from pipeline.data.labelled_crops import LabelledCrops
 from pipeline.data.voc import VOCDataset
@@ -92,5 +92,5 @@ def train(voc: VOCDataset, labels: ArtifactReader, cfg: dict, out: str | Path, d
     tmp = out.with_name(out.name + ".tmp")
     save_affinity_net(model, tmp, mean=list(mean), std=list(std), radius=cfg["radius"])
     os.replace(tmp, out)
-    partial.unlink(missing_ok=True)
+    drop_when_done(partial)   # kept until the stage ends well: a kill before then resumes from it
     return {"split": voc.split, "images": len(data), "history": history}

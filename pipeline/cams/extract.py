@@ -20,6 +20,7 @@ from pipeline.cams.vit import vit_multiscale_cam
 from pipeline.core.cam_methods import CNN_METHODS, VIT, classifier_of
 from pipeline.core.provenance import dataset_identity
 from pipeline.core.store import ArtifactWriter, file_digest
+from pipeline.data.check import check_size
 from pipeline.data.voc import VOCDataset
 from pipeline.models.classifier import Classifier
 
@@ -117,10 +118,15 @@ class _Images(Dataset):
 
 
 def extract(model: Classifier, meta: dict, voc: VOCDataset, out: str | Path, scales, flip: bool,
-            device, method: str = "cam", levels=(), workers: int = 1, *, classifier: str) -> dict:
+            device, method: str = "cam", levels=(), workers: int = 1, *, classifier: str,
+            max_side: int | None = None) -> dict:
     """Write one float16 (K, H, W) map per image with attribute `classes`; resumes from NAME.partial
     if it was computed from the same images and the same `classifier` checkpoint (its hash).
-    Returns the tally (pipeline.core.shards): images, those computed now and their seconds."""
+    An image whose longer side exceeds `max_side` stops it before any work (its header is read,
+    not the image). Returns the tally (pipeline.core.shards): images, those computed now and their seconds."""
+    if max_side is not None:
+        for image_id in voc.ids:
+            check_size(voc.image_path(image_id), max_side)
     model.eval().to(device)
     params = {"method": method, "levels": list(levels), "scales": list(scales), "flip": flip,
               "classes": voc.classes}

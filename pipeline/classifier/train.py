@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from pipeline.core.provenance import dataset_identity
+from pipeline.core.store import drop_when_done
 from pipeline.core.training import TrainingDiverged, fit  # noqa: F401  (TrainingDiverged: part of this module's API)
 from pipeline.data.transforms import random_scale_flip_crop, to_tensor
 from pipeline.data.voc import VOCDataset
@@ -89,6 +90,6 @@ def train(train_voc: VOCDataset, val_voc: VOCDataset, cfg: dict, out: str | Path
     tmp = out.with_name(out.name + ".tmp")
     save_checkpoint(model, tmp, classes=classes, mean=list(mean), std=list(std), val_map=result["map"])
     os.replace(tmp, out)
-    partial.unlink(missing_ok=True)
+    drop_when_done(partial)   # kept until the stage ends well: a kill before then resumes from it
     return {"val_map": result["map"], "val_split": val_voc.split,
             "ap_per_class": dict(zip(classes[1:], result["ap_per_class"])), "history": history}

@@ -11,7 +11,18 @@ and in `provenance` the identity of its inputs: checkpoint hashes, input artifac
 the split list). It is resumed only when both match exactly; otherwise it is moved aside
 with one log line that says why. On resume every done key is checked against its checksum.
 A finished artifact carries a `digest` of its keys' checksums and its meta: the content
-identity later stages record as their input's provenance.
+identity later stages record as their input's provenance, and the name of the stage that wrote it.
+
+Every read of a finished artifact is verified: the first read of a key in a process checks it
+against the file's table of checksums (written by finish(): per key a hash of its compressed chunk
+as stored, and of its attributes), or against the checksum stored with the key (a file without the
+table, or a chunk the table does not match: the key's own checksum decides); a mismatch stops the
+reader with an ArtifactCorrupt naming the file, the key and the stage to rerun.
+
+Publishing: inside a stage run (`hold_receipts`), finish() publishes the artifact as a hard link
+and keeps the `.partial` as its receipt until the stage ends well (`release_receipts`). A stage
+killed after publishing but before its end has its output deleted by Snakemake as a failed job's;
+the receipt is then the partial of a run with every key done, and the rerun resumes all of them.
 
 No pickle is used: arrays are plain HDF5 datasets, metadata are JSON strings/attributes.
 """
@@ -25,6 +36,7 @@ import os
 import re
 import sys
 import time
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -40,6 +52,8 @@ _META = "meta"
 _PROVENANCE = "provenance"
 # Root attribute of a finished artifact: content identity (keys' checksums + meta).
 _DIGEST = "digest"
+# What new checksums are computed with (see checksum()).
+CHECKSUM_ALGORITHM = "sha256"
 # Free bytes a write needs beyond twice its data (HDF5 metadata, the flush of the cache).
 SPACE_MARGIN = 1 << 20
 # Seconds to wait for the lock of a partial (see ArtifactWriter._open_locked).
@@ -85,7 +99,62 @@ def _convert(key: str, array) -> np.ndarray:
 
 
 class ArtifactWriteError(OSError):
-    """Writing a key failed (disk full, I/O error); the key was not marked complete."""
+    """Writing an artifact failed (disk full, I/O error); no key it holds is marked complete unless
+    its data reached the file."""
+
+
+class ArtifactCorrupt(ValueError):
+    """A finished artifact's key no longer matches the checksum its writer stored (or cannot be read)."""
+
+
+class _TableCorrupt(ArtifactCorrupt):
+    """The table of a finished artifact's checksums cannot be read."""
+
+
+# Publish receipts (see the module's docstring): held only inside a stage run.
+_RECEIPTS: dict = {"hold": False, "paths": []}
+# Seconds spent verifying reads in this process (benchmarks/bench_verify.py reports the share).
+VERIFY_TIME = {"seconds": 0.0, "keys": 0}
+# Root attribute: the stage module that wrote the artifact (named in a corrupt read's message).
+_STAGE = "stage"
+# Root attribute of a finished artifact: {key: checksum} as JSON bytes, so a reader verifies a key
+# without reading its reserved attributes (HDF5 attribute reads cost more than hashing a map).
+_TABLE = "checksums"
+# HDF5 file format of new files: 1.8's, whose dense attribute storage holds a table of any size.
+_LIBVER = ("v108", "v108")
+
+
+def running_stage() -> str | None:
+    """The stage module this process runs (`python -m stages.NAME`), or None outside a stage."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    name = getattr(spec, "name", None) or ""
+    return name.split(".", 1)[1] if name.startswith("stages.") else None
+
+
+def hold_receipts(hold: bool = True) -> None:
+    """From now on (until called with False), keep each published artifact's `.partial` (a hard link
+    to it) until release_receipts()."""
+    _RECEIPTS["hold"] = hold
+
+
+def release_receipts() -> None:
+    """The stage ended well: drop the receipts of what it published."""
+    for partial, path in _RECEIPTS["paths"]:
+        try:
+            if path is None or os.path.samefile(partial, path):
+                os.unlink(partial)
+        except OSError:   # already gone (or the output moved): nothing to drop
+            pass
+    _RECEIPTS["paths"].clear()
+
+
+def drop_when_done(partial) -> None:
+    """A resumable state whose output is published (a training's `.partial`): removed now, or inside a
+    stage run when the stage ends well, so a kill before then resumes from it instead of starting over."""
+    if _RECEIPTS["hold"]:
+        _RECEIPTS["paths"].append((os.fspath(partial), None))
+    else:
+        Path(partial).unlink(missing_ok=True)
 
 
 def log(message: str) -> None:
@@ -98,17 +167,20 @@ def _attr_value(value):
     return value if isinstance(value, str) else np.asarray(value).tolist()
 
 
-def checksum(data: np.ndarray, attrs: dict) -> str:
-    """blake2b of an array as stored (dtype, shape, bytes) and its attributes."""
-    h = hashlib.blake2b(digest_size=16)
+def checksum(data: np.ndarray, attrs: dict, algorithm: str = CHECKSUM_ALGORITHM) -> str:
+    """Hash of an array as stored (dtype, shape, bytes) and its attributes: "sha256:" and 128 bits of
+    SHA-256 (hardware-accelerated on current CPUs, which makes verifying every read cheap), or the
+    bare hex of blake2b-128 that artifacts written before the prefix carry."""
+    h = hashlib.sha256() if algorithm == "sha256" else hashlib.blake2b(digest_size=16)
     h.update(f"{data.dtype.str}{data.shape}".encode())
-    h.update(np.ascontiguousarray(data).tobytes())
+    flat = np.ascontiguousarray(data).reshape(-1)
+    h.update(flat.view(np.uint8) if flat.size else b"")   # the bytes, without copying them
     h.update(json.dumps({k: _attr_value(v) for k, v in attrs.items()}, sort_keys=True).encode())
-    return h.hexdigest()
+    return f"sha256:{h.hexdigest()[:32]}" if algorithm == "sha256" else h.hexdigest()
 
 
-def _dataset_checksum(ds: h5py.Dataset) -> str:
-    return checksum(ds[()], {k: v for k, v in ds.attrs.items() if k not in _RESERVED})
+def _algorithm(stored: str) -> str:
+    return "sha256" if stored.startswith("sha256:") else "blake2b"
 
 
 def _digest(meta_json, sums: dict[str, str]) -> str:
@@ -172,18 +244,42 @@ class ArtifactWriter:
         self._done: set[str] = set()
         self._sums: dict[str, str] = {}
 
+        if os.path.exists(self.partial) and os.path.exists(self.path) and os.path.samefile(self.partial, self.path):
+            os.unlink(self.partial)   # the receipt of the published file, which this run replaces
         if os.path.exists(self.partial):
             self._resume(meta, provenance)
         if self._f is None:
             self._f = self._create(meta, provenance)
 
     def _create(self, meta, provenance) -> h5py.File:
-        f = h5py.File(self.partial, "w")
-        if meta is not None:
-            f.attrs[_META] = _canonical_json(meta)
-        f.attrs[_PROVENANCE] = _canonical_json(provenance or {})
-        f.flush()
-        return f
+        """A fresh partial holding the parameters and provenance; a failure (disk full) removes it,
+        so no empty partial is left for a rerun to misread."""
+        f = None
+        try:
+            f = h5py.File(self.partial, "w", libver=_LIBVER)
+            if meta is not None:
+                f.attrs[_META] = _canonical_json(meta)
+            f.attrs[_PROVENANCE] = _canonical_json(provenance or {})
+            stage = running_stage()
+            if stage:
+                f.attrs[_STAGE] = stage
+            f.flush()
+            return f
+        except OSError as exc:
+            if f is not None:
+                try:
+                    f.close()
+                except Exception:  # noqa: BLE001  the file is removed in any case
+                    pass
+            try:
+                os.remove(self.partial)
+            except OSError:
+                pass
+            full = exc.errno == errno.ENOSPC or "No space left" in str(exc) or "errno = 28" in str(exc)
+            what = "disk full" if full else "I/O error"
+            raise ArtifactWriteError(exc.errno or errno.EIO,
+                                     f"{what}: cannot create {self.partial} ({exc}); nothing was computed yet: "
+                                     f"free space or fix the disk, then rerun") from exc
 
     def _open_locked(self) -> h5py.File:
         """Open the partial for appending. Its lock may still be held for a few seconds by the
@@ -192,7 +288,7 @@ class ArtifactWriter:
         deadline = time.monotonic() + LOCK_WAIT
         while True:
             try:
-                return h5py.File(self.partial, "a")
+                return h5py.File(self.partial, "a", libver=_LIBVER)
             except BlockingIOError:
                 if time.monotonic() > deadline:
                     raise BlockingIOError(errno.EAGAIN, f"{self.partial} is locked by another process (is the "
@@ -200,6 +296,9 @@ class ArtifactWriter:
                 time.sleep(0.5)
 
     def _resume(self, meta, provenance):
+        if os.path.getsize(self.partial) == 0:
+            self._set_aside("corrupt", "is empty (its creation was cut short: a full disk or a kill)")
+            return
         try:
             f = self._open_locked()
         except BlockingIOError:
@@ -255,6 +354,8 @@ class ArtifactWriter:
         stored_meta = f.attrs.get(_META)
         stored_prov = f.attrs.get(_PROVENANCE)
         if stored_prov is None:
+            if stored_meta is None and not len(f.keys()):
+                return "holds nothing (its creation was cut short: a full disk or a kill)"
             return "it records no provenance (written by an older version)"
         old_meta = json.loads(stored_meta) if stored_meta is not None else {}
         old_prov = json.loads(stored_prov)
@@ -368,13 +469,28 @@ class ArtifactWriter:
     def finish(self):
         """Record the content digest, close and atomically publish the artifact."""
         self._require_open()
+        _write_table(self._f, self._sums)
         self._f.attrs[_DIGEST] = _digest(self._f.attrs.get(_META), self._sums)
         self._f.flush()
         self._f.close()
         self._f = None
         with open(self.partial, "rb") as fh:
             os.fsync(fh.fileno())  # data on disk before the rename makes it visible
+        if _RECEIPTS["hold"] and self._publish_linked():
+            return
         os.replace(self.partial, self.path)
+
+    def _publish_linked(self) -> bool:
+        """Publish as a hard link (atomic: linked to a temporary name, renamed), keeping the partial
+        as the receipt; False where the file system has no hard links."""
+        tmp = _aside_name(self.path, "publishing")
+        try:
+            os.link(self.partial, tmp)
+        except OSError:
+            return False
+        os.replace(tmp, self.path)
+        _RECEIPTS["paths"].append((self.partial, self.path))
+        return True
 
     def __enter__(self):
         return self
@@ -398,6 +514,9 @@ class ArtifactReader:
         self._pid = None
         self._keys = None
         self._keyset = None
+        self._verified: set[str] = set()
+        self._attrs: dict[str, dict] = {}   # of the verified keys
+        self._table = None   # {key: checksum} of a finished artifact (None: not read yet)
 
     def _file(self) -> h5py.File:
         # HDF5 handles must not be shared across fork: reopen in each process.
@@ -425,10 +544,56 @@ class ArtifactReader:
         return self._file()[key]
 
     def __getitem__(self, key) -> np.ndarray:
-        return self._dataset(key)[()]
+        ds = self._dataset(key)
+        data = ds[()]
+        if key not in self._verified:
+            self._verify_read(ds, key, data)
+        return data
 
     def attrs(self, key) -> dict:
-        return {k: v for k, v in self._dataset(key).attrs.items() if k not in _RESERVED}
+        if key in self._attrs:   # read when the key was verified
+            return dict(self._attrs[key])
+        ds = self._dataset(key)
+        if key not in self._verified:
+            self._verify_read(ds, key, None)
+        return {k: v for k, v in ds.attrs.items() if k not in _RESERVED}
+
+    def _checksums(self) -> dict:
+        if self._table is None:
+            self._table = _read_table(self._file(), self.path)
+        return self._table
+
+    def _verify_read(self, ds: h5py.Dataset, key: str, data) -> None:
+        """Check a key's data and attributes against its stored checksum, once per process: the one
+        in the file's table (written when it was finished), else the one stored with the key."""
+        start = time.perf_counter()
+        try:
+            stored = self._checksums().get(key)
+            if stored is None:   # no table (a file written before it, or merged by another tool)
+                attrs = dict(ds.attrs.items())
+                check_dataset(ds, key, self.path, data=data, attrs=attrs)
+                attrs = {k: v for k, v in attrs.items() if k not in _RESERVED}
+            else:
+                attrs = _user_attrs(ds)
+                _check_against(ds, key, self.path, stored, data, attrs)
+        except ArtifactCorrupt as exc:
+            if isinstance(exc, _TableCorrupt):
+                raise ArtifactCorrupt(f"{exc}: the file is corrupt; {_rerun(self.path, self._stage())}") from exc
+            # the key's own checksum decides (its chunk may have been rewritten with the same data, by a
+            # repack say); failing, the message names the stage that wrote the file
+            attrs = dict(ds.attrs.items())
+            check_dataset(ds, key, self.path, data=data, attrs=attrs, stage=self._stage())
+            attrs = {k: v for k, v in attrs.items() if k not in _RESERVED}
+        finally:
+            VERIFY_TIME["seconds"] += time.perf_counter() - start
+            VERIFY_TIME["keys"] += 1
+        if self._pid == os.getpid():
+            self._verified.add(key)
+            self._attrs[key] = attrs
+
+    def _stage(self) -> str | None:
+        stage = self._file().attrs.get(_STAGE)
+        return str(stage) if stage is not None else None
 
     @property
     def meta(self) -> dict:
@@ -454,8 +619,8 @@ class ArtifactReader:
         self._f = None
 
     def __getstate__(self):
-        # Lets spawn-based DataLoader workers receive the reader; they reopen lazily.
-        return {**self.__dict__, "_f": None, "_pid": None}
+        # Lets spawn-based DataLoader workers receive the reader; they reopen lazily (and verify).
+        return {**self.__dict__, "_f": None, "_pid": None, "_verified": set(), "_attrs": {}, "_table": None}
 
     def __enter__(self):
         return self
@@ -483,23 +648,96 @@ def file_digest(path) -> str:
     return h.hexdigest()
 
 
-def check_dataset(ds: h5py.Dataset, key: str, path: str) -> str:
-    """The dataset's checksum, after checking it is complete and its data match the stored one."""
-    if ds.attrs.get(_COMPLETE, 0) != 1:
-        raise ValueError(f"key {key!r} of {path} is incomplete (not a finished artifact?)")
-    stored = ds.attrs.get(_CHECKSUM)
+def _rerun(path: str, stage: str | None) -> str:
+    who = f"stage {stage}" if stage else "the stage that wrote it"
+    hint = f" (snakemake --forcerun {stage} ...)" if stage else ""
+    return f"delete {path} and rerun {who}{hint}"
+
+
+def check_dataset(ds: h5py.Dataset, key: str, path: str, data=None, stage: str | None = None,
+                  attrs: dict | None = None) -> str:
+    """The dataset's checksum, after checking it is complete and its data (`data`, `attrs`: all its
+    attributes, when already read) match the stored one. `stage` (the writer) is named in the error."""
+    attrs = dict(ds.attrs.items()) if attrs is None else attrs
+    if attrs.get(_COMPLETE, 0) != 1:
+        raise ArtifactCorrupt(f"key {key!r} of {path} is incomplete (not a finished artifact?): {_rerun(path, stage)}")
+    stored = attrs.get(_CHECKSUM)
     if stored is None:
-        raise ValueError(f"key {key!r} of {path} has no checksum (written by an older version): "
-                         f"delete {path} and rerun the stage that wrote it")
+        raise ArtifactCorrupt(f"key {key!r} of {path} has no checksum (written by an older version): "
+                              f"{_rerun(path, stage)}")
     try:
-        actual = _dataset_checksum(ds)
+        if data is None:
+            data = ds[()]
+        actual = checksum(data, {k: v for k, v in attrs.items() if k not in _RESERVED}, _algorithm(str(stored)))
     except Exception as exc:  # a damaged chunk may fail to decompress at all
-        raise ValueError(f"key {key!r} of {path} cannot be read ({exc}): the file is corrupt; delete it "
-                         "and rerun the stage that wrote it") from exc
+        raise ArtifactCorrupt(f"key {key!r} of {path} cannot be read ({exc}): the file is corrupt; "
+                              f"{_rerun(path, stage)}") from exc
     if actual != stored:
-        raise ValueError(f"key {key!r} of {path} fails its checksum (stored {stored}, data give {actual}): "
-                         "the file is corrupt; delete it and rerun the stage that wrote it")
+        raise ArtifactCorrupt(f"key {key!r} of {path} fails its checksum (stored {stored}, data give {actual}): "
+                              f"the file is corrupt; {_rerun(path, stage)}")
     return str(stored)
+
+
+def _chunk_checksum(ds: h5py.Dataset, attrs: dict) -> str | None:
+    """Hash of a key as stored on disk: its one compressed chunk (a fraction of the data's bytes),
+    its shape and dtype and its attributes; None for a dataset that is not one chunk."""
+    if ds.chunks is None or tuple(ds.chunks) != ds.shape:
+        return None
+    mask, raw = ds.id.read_direct_chunk((0,) * ds.ndim)
+    h = hashlib.sha256()
+    h.update(f"{ds.dtype.str}{ds.shape}{mask}".encode())
+    h.update(raw)
+    h.update(json.dumps({k: _attr_value(v) for k, v in attrs.items()}, sort_keys=True).encode())
+    return f"chunk-sha256:{h.hexdigest()[:32]}"
+
+
+def _write_table(f: h5py.File, sums: dict[str, str]) -> None:
+    """The table a reader verifies against: per key the checksum of its stored chunk (the key's own
+    checksum for a key that is not one chunk)."""
+    try:
+        table = {}
+        for key, total in sums.items():
+            ds = f[key]
+            table[key] = _chunk_checksum(ds, _user_attrs(ds)) or total
+        f.attrs[_TABLE] = np.frombuffer(json.dumps(table, sort_keys=True).encode(), np.uint8)
+    except Exception:  # noqa: BLE001  a file of the 'earliest' format (a partial resumed) cannot hold a
+        pass           # large attribute: its readers verify against each key's own checksum instead
+
+
+def _read_table(f: h5py.File, path: str) -> dict[str, str]:
+    """The finished artifact's {key: checksum}; {} when it has none."""
+    raw = f.attrs.get(_TABLE)
+    if raw is None:
+        return {}
+    try:
+        return json.loads(np.asarray(raw, np.uint8).tobytes().decode())
+    except Exception as exc:  # noqa: BLE001  a damaged table is a damaged file
+        raise _TableCorrupt(f"the checksum table of {path} cannot be read ({exc})") from exc
+
+
+def _user_attrs(ds: h5py.Dataset) -> dict:
+    """A dataset's attributes but the reserved ones, found by index (iterating the names through
+    h5py costs more than reading the values)."""
+    oid = ds.id
+    count = h5py.h5a.get_num_attrs(oid)
+    if count <= len(_RESERVED):   # a key of the table carries both reserved attributes: no other
+        return {}
+    names = [h5py.h5a.open(oid, index=i).name for i in range(count)]
+    names = [n.decode() if isinstance(n, bytes) else n for n in names]
+    return {n: ds.attrs[n] for n in sorted(names) if n not in _RESERVED}
+
+
+def _check_against(ds: h5py.Dataset, key: str, path: str, stored: str, data, attrs: dict) -> None:
+    try:
+        if stored.startswith("chunk-"):
+            actual = _chunk_checksum(ds, attrs)
+        else:
+            actual = checksum(ds[()] if data is None else data, attrs, _algorithm(stored))
+    except Exception as exc:  # a damaged chunk may fail to decompress at all
+        raise ArtifactCorrupt(f"key {key!r} of {path} cannot be read ({exc})") from exc
+    if actual != stored:
+        raise ArtifactCorrupt(f"key {key!r} of {path} fails its checksum (its table gives {stored}, "
+                              f"the file {actual})")
 
 
 def merge_artifacts(paths, out) -> int:
@@ -514,9 +752,10 @@ def merge_artifacts(paths, out) -> int:
     seen: dict[str, str] = {}
     sums: dict[str, str] = {}
     try:
-        with h5py.File(partial, "w") as dst:
+        with h5py.File(partial, "w", libver=_LIBVER) as dst:
             for path in paths:
                 _copy_shard(path, dst, seen, sums, first=paths[0])
+            _write_table(dst, sums)
             dst.attrs[_DIGEST] = _digest(dst.attrs.get(_META), sums)
     except BaseException:
         os.remove(partial)   # a merge is cheap to redo; half of one is of no use
@@ -532,12 +771,14 @@ def _copy_shard(path: str, dst: h5py.File, seen: dict[str, str], sums: dict[str,
         stored = src.attrs.get(_META)
         if path == first and stored is not None:
             dst.attrs[_META] = stored
+        if path == first and _STAGE in src.attrs:
+            dst.attrs[_STAGE] = src.attrs[_STAGE]
         elif stored != dst.attrs.get(_META):
             raise ValueError(f"{path} was written with other parameters than {first}: "
                              f"{stored} vs {dst.attrs.get(_META)}")
         for key in src:
             if key in seen:
                 raise ValueError(f"key {key!r} is in both {seen[key]} and {path}")
-            sums[key] = check_dataset(src[key], key, path)
+            sums[key] = check_dataset(src[key], key, path, stage=src.attrs.get(_STAGE))
             src.copy(src[key], dst, name=key)
             seen[key] = path

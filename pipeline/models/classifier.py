@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 
 from .backbone import Backbone
-from .checkpoint import read_checkpoint
+from .checkpoint import CheckpointError, read_checkpoint
 
 def thresholded_average_pool(features: torch.Tensor, ratio: float = 0.1) -> torch.Tensor:
     """TAP: per channel, the mean over the pixels above ratio x the channel's max.
@@ -83,15 +83,15 @@ def load_classifier(path, expected_backbone: str | None = None) -> tuple[nn.Modu
     if meta.get("kind") == "segmentation" or "levels" in meta or "num_classes" not in meta:
         found = "a segmentation network" if meta.get("kind") == "segmentation" else \
             "an AffinityNet" if "levels" in meta else "no classes"
-        raise ValueError(f"{path} is not a classifier checkpoint of this project (its metadata describes "
+        raise CheckpointError(f"{path} is not a classifier checkpoint of this project (its metadata describes "
                          f"{found}); give the .pt that train_classifier wrote")
     if expected_backbone and meta["backbone"] != expected_backbone:
-        raise ValueError(f"{path} was trained with backbone '{meta['backbone']}', but config asks for "
+        raise CheckpointError(f"{path} was trained with backbone '{meta['backbone']}', but config asks for "
                          f"'{expected_backbone}'; retrain the classifier or fix classifier.backbone")
     model = build_classifier(meta, meta["num_classes"])
     try:
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as exc:
-        raise ValueError(f"{path} does not fit the model its metadata describes ({str(exc).splitlines()[0]}); "
+        raise CheckpointError(f"{path} does not fit the model its metadata describes ({str(exc).splitlines()[0]}); "
                          "it was written by another version of this project: retrain the classifier") from exc
     return model, meta

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .backbone import Backbone
-from .checkpoint import read_checkpoint
+from .checkpoint import CheckpointError, read_checkpoint
 from .seg_heads import ChannelAttention, PositionAttention, ScaleAttention
 
 
@@ -117,15 +117,15 @@ def load_segnet(path, expected_backbone: str | None = None) -> tuple[Segmentatio
     ckpt = read_checkpoint(path, "segmentation")
     meta = ckpt["meta"]
     if meta.get("kind") != "segmentation":
-        raise ValueError(f"{path} is not a segmentation checkpoint of this project (its metadata has no "
+        raise CheckpointError(f"{path} is not a segmentation checkpoint of this project (its metadata has no "
                          "kind 'segmentation': a classifier or AffinityNet checkpoint?)")
     if expected_backbone is not None and meta["backbone"] != expected_backbone:
-        raise ValueError(f"{path} was trained with backbone '{meta['backbone']}', but config asks for "
+        raise CheckpointError(f"{path} was trained with backbone '{meta['backbone']}', but config asks for "
                          f"segmentation.backbone '{expected_backbone}'; retrain it or fix the config")
     model = SegmentationNet(meta["backbone"], meta["num_classes"], meta["head"], meta["output_stride"],
                             "none", meta["channels"], meta["attention_scales"], meta["feature_level"])
     try:
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as exc:
-        raise ValueError(f"{path} does not fit the segmentation network its metadata describes: {exc}") from exc
+        raise CheckpointError(f"{path} does not fit the segmentation network its metadata describes: {exc}") from exc
     return model, meta

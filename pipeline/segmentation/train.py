@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from pipeline.core.provenance import dataset_identity
-from pipeline.core.store import ArtifactReader
+from pipeline.core.store import ArtifactReader, drop_when_done
 from pipeline.core.training import fit
 from pipeline.data.labelled_crops import LabelledCrops
 from pipeline.data.voc import VOCDataset
@@ -79,5 +79,5 @@ def train(voc: VOCDataset, label_of: Callable[[str], np.ndarray], labels_file: s
     tmp = out.with_name(out.name + ".tmp")
     save_segnet(model, tmp, classes=voc.classes, mean=list(mean), std=list(std), labels=labels_name)
     os.replace(tmp, out)
-    partial.unlink(missing_ok=True)
+    drop_when_done(partial)   # kept until the stage ends well: a kill before then resumes from it
     return {"split": voc.split, "images": len(data), "labels": labels_name, "history": history}

@@ -5,8 +5,10 @@ from pipeline.cams.seeds import sweep_values
 from pipeline.core.device import resolve_device, set_threads
 from pipeline.models.classifier import load_classifier
 from stages._args import add_dataset, add_runtime, dataset, json_arg, parser, write_json
+from stages._main import stage_main
 
 
+@stage_main
 def main(argv=None) -> None:
     p = parser(__doc__)
     add_dataset(p)

@@ -7,8 +7,10 @@ from pipeline.core.store import ArtifactReader
 from pipeline.data import demo
 from pipeline.diagnostics import demo_anatomy
 from stages._args import add_demo_generator, parser, write_json
+from stages._main import stage_main
 
 
+@stage_main
 def main(argv=None) -> None:
     p = parser(__doc__)
     p.add_argument("--cams", required=True, help="CAM artifact of the demo (results/demo/cams/cam.h5)")

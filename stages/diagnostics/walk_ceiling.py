@@ -8,8 +8,10 @@ from pipeline.core.store import ArtifactReader
 from pipeline.maps.metrics import scores
 from stages._args import add_dataset, dataset, parse, parser, write_json
 from stages._settings import add_settings
+from stages._main import stage_main
 
 
+@stage_main
 def main(argv=None) -> None:
     p = parser(__doc__)
     add_dataset(p)
