@@ -1,9 +1,9 @@
 """Extract class activation maps of one shard into an HDF5 file: python -m stages.extract_cams ..."""
 from pipeline.cams.extract import extract
 from pipeline.core.cam_methods import ALL_METHODS
-from pipeline.core.device import resolve_device, set_threads
+from pipeline.core.device import set_threads
 from pipeline.models.classifier import load_classifier
-from stages._args import check_classes, parse, shard_datasets, shard_parser, write_json
+from stages._args import check_classes, on_device, parse, shard_datasets, shard_parser, write_json
 from stages._settings import add_settings
 
 
@@ -20,8 +20,9 @@ def main(argv=None) -> None:
     voc, _ = shard_datasets(args)
     model, meta = load_classifier(args.classifier, args.backbone)
     check_classes(args.classifier, meta["classes"], args.classes)
-    tally = extract(model, meta, voc, args.out, cfg["scales"], cfg["flip"], resolve_device(args.device),
-                    args.method, cfg["fullycam_levels"], args.workers, classifier=args.classifier)
+    with on_device(args) as device:
+        tally = extract(model, meta, voc, args.out, cfg["scales"], cfg["flip"], device,
+                        args.method, cfg["fullycam_levels"], args.workers, classifier=args.classifier)
     write_json(args.tally, {"method": args.method, "split": args.split, **tally})
     print(f"extract_cams: {args.method} maps of {len(voc)} images of shard {args.shard} ({tally['computed_now']} "
           f"computed now in {tally['seconds']:.1f} s) -> {args.out}")
