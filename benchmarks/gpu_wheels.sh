@@ -49,6 +49,7 @@ for d in deps:
     print(("nodeps " if n in no_deps else "deps ") + d)
 print("deps huggingface_hub")
 print("deps safetensors")
+print("deps setuptools>=64")   # the project's build backend, for an install without the network
 EOF
 }
 
