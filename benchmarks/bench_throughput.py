@@ -18,7 +18,7 @@ and flip; the image). Images: the demo generator's at its sizes (--sizes demo), 
 image as VOC's typical (--sizes voc). `startup_seconds` is a stage process's start-up
 (`python -m stages.extract_cams --help`: the interpreter and the imports).
 
-    python benchmarks/bench_throughput.py --device cpu --sizes demo --out pipeline/core/rates/cpu.json
+    python benchmarks/bench_throughput.py --device cpu --sizes demo --threads 1 --out pipeline/core/rates/cpu.json
     python benchmarks/bench_throughput.py --device cuda --sizes voc --out gpu-rates.json   # benchmarks/gpu_check.sh
     python benchmarks/bench_throughput.py --quick
 
@@ -254,6 +254,9 @@ def main() -> int:
                    help="demo: the demo's images, crops and batches | voc: 500 x 375 images, batch 16 of 512 crops")
     p.add_argument("--images", type=int, default=4, help="images per per-image step")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads (default: config.yaml's). The CPU rates are measured with 1: on a shared "
+                        "machine two OpenMP threads wait on each other and inflate even the CPU time")
     p.add_argument("--methods", nargs="*", default=None, help="CAM methods (default: config cams.methods)")
     p.add_argument("--out", type=Path, default=None, help="JSON of the rates (pipeline/core/rates/<device>.json)")
     p.add_argument("--quick", action="store_true", help="one small image, crops of 64, one repeat, cam only: a smoke test")
@@ -264,7 +267,7 @@ def main() -> int:
     if args.quick:
         gen = config["datasets"][DATASET]["generator"]
         gen.update(min_size=64, max_size=80)
-    threads = config["threads"]
+    threads = args.threads or config["threads"]
     set_threads(threads)
     device = resolve_device(args.device)
     dtype = resolve_amp(args.amp, device)

@@ -21,9 +21,11 @@ rule estimate:
         root=lambda wc: root(wc.dataset),
         coco=lambda wc: ["--coco-cache", f"results/{wc.dataset}"] if wc.dataset in COCOS else [],
         device=config["device"],
+        threads=THREADS,
     log:
         "results/{dataset}/logs/estimate.log",
     shell:
         "python -m stages.estimate --dataset {wildcards.dataset} --dataset-config {params.dataset:q}"
         " --sections {params.sections:q} --root {params.root:q} {params.coco:q} --device {params.device:q}"
+        " --threads {params.threads}"
         " --out {output:q} 2>&1 | tee {log:q}"

@@ -27,6 +27,8 @@ def main(argv=None) -> None:
     p.add_argument("--root", default=None, help="dataset root (a demo not generated yet is described by its generator)")
     p.add_argument("--coco-cache", default=None, help="a COCO-format dataset's results directory")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--threads", type=int, default=None, help="the jobs' threads (config threads): a CPU job's "
+                   "wall time is its CPU time over them")
     p.add_argument("--out", required=True, help="JSON output: each job's work and expected seconds")
     args = p.parse_args(argv)
 
@@ -40,11 +42,11 @@ def main(argv=None) -> None:
               f"python benchmarks/bench_throughput.py --device {kind} --out {rates_file(kind)}")
         result.update(rates=None, jobs=[])
     else:
-        rows = estimate(args.sections, args.dataset_config, sizes, rates)
+        rows = estimate(args.sections, args.dataset_config, sizes, rates, args.threads)
         result.update(rates={k: rates[k] for k in ("device_name", "amp", "sizes", "threads", "measured", "command")},
                       jobs=rows)
         print(f"estimate for {args.dataset} on {kind} ({', '.join(f'{s}: {n} images of {mp:.3f} MP' for s, (n, mp) in sizes.items())})")
-        print(f"rates of {rates['device_name']} with {rates['threads']} threads, amp {rates['amp']}, "
+        print(f"rates of {rates['device_name']} with {rates['threads']} thread(s), amp {rates['amp']}, "
               f"{rates['sizes']} sizes, measured {rates['measured']} ({rates_file(kind).name}):")
         print(table(rows))
     write_json(args.out, result)

@@ -38,7 +38,7 @@ def test_each_jobs_work_counted_by_hand():
 
 
 def test_seconds_are_startup_plus_work_times_rate():
-    rates = {"startup_seconds": 5.0, "startup_cpu_seconds": 3.0, "stages": {
+    rates = {"device": "cuda", "startup_seconds": 5.0, "startup_cpu_seconds": 3.0, "stages": {
         "train_classifier": {"seconds_per_megapixel": 100.0, "cpu_seconds_per_megapixel": 150.0},
         "forward": {"seconds_per_megapixel": 10.0, "cpu_seconds_per_megapixel": 20.0},
         "predict": {"seconds_per_megapixel": 50.0, "cpu_seconds_per_megapixel": 60.0},
@@ -48,6 +48,9 @@ def test_seconds_are_startup_plus_work_times_rate():
     assert rows["train_classifier"]["cpu_seconds"] == pytest.approx(3 + 0.16 * 150 + 0.08 * 20)
     assert rows["predict_cam"]["seconds"] == pytest.approx(5 + 0.08 * 50 + 0.08 * 30)
     assert rows["extract_cams_cam"]["seconds"] is None        # not measured: said so, not guessed
+    # CPU rates: the wall time is the CPU time over the job's threads
+    rows = {r["job"]: r for r in estimate(SECTIONS, DATASET, SIZES, {**rates, "device": "cpu"}, threads=2)}
+    assert rows["train_classifier"]["seconds"] == pytest.approx((3 + 0.16 * 150 + 0.08 * 20) / 2)
 
 
 def test_split_sizes_of_a_generated_dataset_and_of_a_demo_before_generation(tiny_voc, tmp_path):
@@ -68,12 +71,14 @@ def test_the_stage_prints_the_table_and_says_when_a_device_has_no_rates(tmp_path
     rates = tmp_path / "rates"
     rates.mkdir()
     (rates / "cpu.json").write_text(json.dumps({
-        "device_name": "test cpu", "amp": "off", "sizes": "demo", "threads": 2, "measured": "now", "command": "x",
-        "startup_seconds": 1.0, "stages": {"train_classifier": {"seconds_per_megapixel": 100.0}}}))
+        "device": "cpu", "device_name": "test cpu", "amp": "off", "sizes": "demo", "threads": 1, "measured": "now",
+        "command": "x", "startup_cpu_seconds": 2.0,
+        "stages": {"train_classifier": {"cpu_seconds_per_megapixel": 200.0}}}))
     monkeypatch.setattr("pipeline.core.estimate.RATES", rates)
-    estimate_stage.main(argv)
+    estimate_stage.main([*argv, "--threads", "2"])
     out = capsys.readouterr().out
-    assert "train_classifier" in out and "17 s" in out and "not measured" in out
+    # (2 + 0.16 MP x 200) CPU seconds, over 2 threads
+    assert "train_classifier" in out and "34 s" in out and "17 s" in out and "not measured" in out
     saved = json.loads((tmp_path / "estimate.json").read_text())
     assert saved["splits"]["train"] == {"images": 10, "megapixels": pytest.approx(0.01)}
     estimate_stage.main([*argv[:-4], "--device", "cuda", "--out", str(tmp_path / "gpu.json")])

@@ -6,8 +6,9 @@ test scale and flip (sum of scale^2, x2 with flip); the per-image filters (dense
 random walk with its AffinityNet), the image itself. A rate in seconds per MP, measured per device
 by benchmarks/bench_throughput.py and stored as data in pipeline/core/rates/<device>.json (with the
 command that measured it), times the work, plus the job's start-up (interpreter, imports, model),
-gives the seconds. Rates are measured with the `threads` of config.yaml on that machine; a job
-that shares its CPUs with others takes longer (docs/gpu.md, "Estimate").
+gives the seconds. CPU rates are CPU seconds, measured with one thread (on a shared machine two
+OpenMP threads wait on each other and inflate even the CPU time); a job's wall time on the CPU
+is then its CPU time over its `threads`, as on an idle machine (docs/gpu.md, "Estimate").
 """
 from __future__ import annotations
 
@@ -117,14 +118,21 @@ def _seconds(job: dict, stages: dict, key: str, startup: float) -> float | None:
     return seconds
 
 
-def estimate(sections: dict, dataset: dict, sizes: dict, rates: dict) -> list[dict]:
-    """Each heavy job with its expected wall seconds (`seconds`) and CPU seconds (`cpu_seconds`,
-    all threads); None where the rate was not measured."""
+def estimate(sections: dict, dataset: dict, sizes: dict, rates: dict, threads: int | None = None) -> list[dict]:
+    """Each heavy job with its expected CPU seconds (`cpu_seconds`, all threads) and wall seconds
+    (`seconds`); None where the rate was not measured. On a GPU the wall time is the measured
+    one's; on the CPU it is the CPU time spread over the job's `threads` (an idle machine's: a
+    busy one stretches it, and its rates are measured in CPU time for that reason)."""
     stages = rates["stages"]
-    return [{"job": job["job"], "megapixels": round(job["megapixels"], 3),
-             "seconds": _seconds(job, stages, "seconds_per_megapixel", rates.get("startup_seconds", 0.0)),
-             "cpu_seconds": _seconds(job, stages, "cpu_seconds_per_megapixel", rates.get("startup_cpu_seconds", 0.0))}
-            for job in stage_work(sections, dataset, sizes)]
+    rows = []
+    for job in stage_work(sections, dataset, sizes):
+        cpu = _seconds(job, stages, "cpu_seconds_per_megapixel", rates.get("startup_cpu_seconds", 0.0))
+        if rates.get("device") == "cpu":
+            wall = None if cpu is None else cpu / max(1, threads or rates.get("threads", 1))
+        else:
+            wall = _seconds(job, stages, "seconds_per_megapixel", rates.get("startup_seconds", 0.0))
+        rows.append({"job": job["job"], "megapixels": round(job["megapixels"], 3), "seconds": wall, "cpu_seconds": cpu})
+    return rows
 
 
 def format_seconds(seconds: float | None) -> str:
