@@ -76,6 +76,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--results", type=Path, default=None, help="a built demo's results directory")
     p.add_argument("--images", type=int, default=16)
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (1: on a shared machine two OpenMP threads mostly wait on each other)")
     p.add_argument("--quick", action="store_true", help="untrained heads, one generated image")
     args = p.parse_args()
     if args.quick:
@@ -83,7 +85,7 @@ def main() -> int:
     elif args.results is None:
         p.error("--results is needed (or --quick)")
     config = cfgmod.load(REPO / "config.yaml")
-    set_threads(config["threads"])
+    set_threads(args.threads)
     from pipeline.affinity.propagate import propagate_image
     from pipeline.cams.extract import multiscale_cam
     from pipeline.segmentation.predict import predict_probs
@@ -103,7 +105,7 @@ def main() -> int:
         for net in (cls, aff, segnet):
             net.eval()
         ids = voc.ids[:args.images]
-        print(f"{len(ids)} images of {voc.root}, CPU, threads {config['threads']}: float32 against bf16 autocast")
+        print(f"{len(ids)} images of {voc.root}, CPU, threads {args.threads}: float32 against bf16 autocast")
         for image_id in ids:
             image, class_ids = voc.load_image(image_id), voc.image_labels(image_id)
             both = {}

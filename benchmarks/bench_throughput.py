@@ -262,7 +262,7 @@ def main() -> int:
     p.add_argument("--quick", action="store_true", help="one small image, crops of 64, one repeat, cam only: a smoke test")
     args = p.parse_args()
     if args.quick:
-        args.images, args.repeats, args.methods = 1, 1, ["cam"]
+        args.images, args.repeats, args.methods, args.threads = 1, 1, ["cam"], 1
     config = cfgmod.load(REPO / "config.yaml")
     if args.quick:
         gen = config["datasets"][DATASET]["generator"]
