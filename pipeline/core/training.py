@@ -106,6 +106,7 @@ def fit(model: torch.nn.Module, loader: DataLoader, batch_loss: Callable, cfg: d
     if len(loader) == 0:
         raise ValueError(f"{name}: the training split has {len(loader.dataset)} images, fewer than "
                          f"{name}.batch_size = {cfg['batch_size']}")
+    prepare_model(model, device)   # before the optimizer's state is loaded: it follows its parameters' device
     optimizer = make_optimizer(model, cfg)
     scaler = grad_scaler(device)
     history, start_epoch = [], 0
@@ -119,7 +120,6 @@ def fit(model: torch.nn.Module, loader: DataLoader, batch_loss: Callable, cfg: d
         if scaler.is_enabled() and "scaler" in state:
             scaler.load_state_dict(state["scaler"])
         print(f"resuming {name} training from {partial} after epoch {start_epoch}")
-    prepare_model(model, device)
 
     max_it = cfg["epochs"] * len(loader)
     for epoch in range(start_epoch, cfg["epochs"]):
