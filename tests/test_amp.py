@@ -24,9 +24,10 @@ from pipeline.segmentation.predict import predict_probs
 from tests.conftest import DEMO_CLASSES
 
 # bf16 against float32 on the same weights (docs/gpu.md, "Tolerance"). Measured here: CAM 0.022
-# (cam) and 0.041 (gradcam), walk 0.0007, probabilities 0.004; labels 98.6%, 100%, 98.9% the same.
+# (cam) and 0.041 (gradcam), getam 0.046, attnfusion 0.060 (labels 99.5%, 98.7%), walk 0.0007, probabilities 0.004; labels 98.6%, 100%, 98.9% the same.
 # Untrained heads tie classes over much of the image, so their labels flip more than trained ones'.
 CAM_MAX_ABS = 0.05        # a CAM value (each class scaled to max 1)
+VIT_MAX_ABS = 0.1         # a ViT map value: getam 0.046, attnfusion (min-max normalised) 0.060 measured
 WALK_MAX_ABS = 0.01       # a walked map value
 PROB_MAX_ABS = 0.01       # a predicted class probability
 CAM_LABEL_AGREEMENT = 0.97   # pixels with the same seed label (background 0.15)
@@ -107,6 +108,24 @@ def test_bf16_cams_are_the_float32_cams_within_tolerance(images, method):
         agree.append((labels(amp, 0.15) == labels(ref, 0.15)).mean())
     assert differs, "bf16 gave float32's maps bit for bit: autocast did not run"
     assert worst < CAM_MAX_ABS
+    assert np.mean(agree) >= CAM_LABEL_AGREEMENT
+
+
+@pytest.mark.parametrize("method", ["getam", "attnfusion"])
+def test_bf16_vit_maps_are_the_float32_maps_within_tolerance(images, method):
+    from pipeline.cams.vit import vit_multiscale_cam
+    torch.manual_seed(0)
+    cfg = {**cfgmod.defaults("classifier"), **cfgmod.defaults("vit_classifier"), "feature_level": 3}
+    model = build_classifier(cfg, len(DEMO_CLASSES) - 1, "offline").eval()
+    mean, std = normalisation(BACKBONE)
+    worst, agree = 0.0, []
+    for image, class_ids in images:
+        ref, amp = both(lambda: vit_multiscale_cam(model, image, class_ids, [1.0, 0.5], True, mean, std, "cpu",
+                                                   method))
+        assert amp.dtype == np.float32
+        worst = max(worst, float(np.abs(amp - ref).max()))
+        agree.append((labels(amp, 0.15) == labels(ref, 0.15)).mean())
+    assert 0 < worst < VIT_MAX_ABS
     assert np.mean(agree) >= CAM_LABEL_AGREEMENT
 
 
