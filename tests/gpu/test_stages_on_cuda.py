@@ -21,7 +21,7 @@ CLASSES = ["background", "fox", "lynx", "frog", "newt", "tram", "barge"]
 FAST = {"epochs": 2, "workers": 0, "batch_size": 4}
 CAM_MAX_ABS, WALK_MAX_ABS = 0.08, 0.05           # docs/gpu.md, tests/gpu
 CAM_LABEL_AGREEMENT, LABEL_AGREEMENT = 0.97, 0.98
-LOSS_RTOL, MAP_ATOL = 0.15, 0.1
+LOSS_RTOL, MAP_ATOL = 0.15, 0.15   # 2 epochs, 8 val images: a rank swap moves an AP a lot
 # the device under test: CUDA in its default precision, or (WSSS_GPU_TESTS_ON_CPU=1, no GPU) the CPU in bf16
 GPU, GPU_AMP = ("cuda", "auto") if torch.cuda.is_available() else ("cpu", "bf16")
 
