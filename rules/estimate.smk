@@ -2,22 +2,16 @@
 #   snakemake --cores 1 results/voc/estimate.json
 
 
-ESTIMATE_SECTIONS = ("classifier", "vit_classifier", "cams", "affinity", "random_walk", "refine", "segmentation")
-
-
-def estimate_inputs(wildcards):
-    """The split lists (or COCO index) it counts; a demo is described by its generator until it exists."""
-    return [] if ds(wildcards.dataset)["kind"] == "demo" else dataset_files(wildcards)
-
-
 rule estimate:
     input:
-        estimate_inputs,
+        # the split lists (or COCO index) it counts; a demo is described by its generator until it exists
+        lambda wc: [] if ds(wc.dataset)["kind"] == "demo" else dataset_files(wc),
     output:
         "results/{dataset}/estimate.json",
     params:
         dataset=lambda wc: json.dumps(ds(wc.dataset)),
-        sections=lambda wc: json.dumps({s: cfgmod.stage_config(config, wc.dataset, s) for s in ESTIMATE_SECTIONS}),
+        sections=lambda wc: json.dumps({s: cfgmod.stage_config(config, wc.dataset, s) for s in (
+            "classifier", "vit_classifier", "cams", "affinity", "random_walk", "refine", "segmentation")}),
         root=lambda wc: root(wc.dataset),
         coco=lambda wc: ["--coco-cache", f"results/{wc.dataset}"] if wc.dataset in COCOS else [],
         device=config["device"],
@@ -27,5 +21,4 @@ rule estimate:
     shell:
         "python -m stages.estimate --dataset {wildcards.dataset} --dataset-config {params.dataset:q}"
         " --sections {params.sections:q} --root {params.root:q} {params.coco:q} --device {params.device:q}"
-        " --threads {params.threads}"
-        " --out {output:q} 2>&1 | tee {log:q}"
+        " --threads {params.threads} --out {output:q} 2>&1 | tee {log:q}"
