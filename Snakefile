@@ -23,6 +23,7 @@ include: "rules/refine.smk"          # refine
 include: "rules/segmentation.smk"    # train_segmentation, predict
 include: "rules/gather.smk"          # gather (the shards of a per-image stage), export_png
 include: "rules/evaluation.smk"      # evaluate_full, evaluate, report
+include: "rules/estimate.smk"        # estimate: the expected time of each heavy stage
 
 
 # Cheap rules (merging, scoring, summaries, the report, PNG export) run in the Snakemake process
@@ -37,6 +38,7 @@ localrules:
     evaluate_full,
     evaluate,
     report,
+    estimate,
 
 
 rule all:

@@ -42,6 +42,7 @@ rule train_affinity:
         split=lambda wc: ds(wc.dataset)["splits"]["cams"],
         settings=settings("train_affinity"),
         device=config["device"],
+        amp=config["amp"],
         seed=config["seed"],
     threads: THREADS
     resources:
@@ -56,7 +57,7 @@ rule train_affinity:
         ENV
     shell:
         "python -m stages.train_affinity {params.data} --split {params.split:q} --labels {input.labels:q}"
-        " {params.settings:q} --device {params.device:q} --seed {params.seed:q} --threads {threads}"
+        " {params.settings:q} --device {params.device:q} --amp {params.amp:q} --seed {params.seed:q} --threads {threads}"
         " --out {output.ckpt:q} --report {output.report:q} 2>&1 | tee {log:q}"
 
 
@@ -75,6 +76,7 @@ rule propagate:
         settings=settings("propagate"),
         backbone=lambda wc: cfgmod.stage_config(config, wc.dataset, "affinity")["backbone"],
         device=config["device"],
+        amp=config["amp"],
     threads: THREADS
     resources:
         gpu=GPU,
@@ -89,5 +91,5 @@ rule propagate:
     shell:
         "python -m stages.propagate {params.data} --split {params.split:q} --eval-split {params.eval_split:q}"
         " --shard {wildcards.scatteritem} --cams {input.cams:q} --affinity {input.affinity:q} --backbone {params.backbone:q}"
-        " --method {wildcards.method} {params.settings:q} --device {params.device:q} --threads {threads}"
+        " --method {wildcards.method} {params.settings:q} --device {params.device:q} --amp {params.amp:q} --threads {threads}"
         " --out {output.maps:q} --tally {output.tally:q} 2>&1 | tee {log:q}"

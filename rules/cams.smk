@@ -15,6 +15,7 @@ rule extract_cams:
         settings=settings("extract_cams"),
         backbone=lambda wc: cfgmod.stage_config(config, wc.dataset, NETS[classifier_of(wc.method)])["backbone"],
         device=config["device"],
+        amp=config["amp"],
     threads: THREADS
     resources:
         gpu=GPU,
@@ -29,7 +30,7 @@ rule extract_cams:
     shell:
         "python -m stages.extract_cams {params.data} --split {params.split:q} --shard {wildcards.scatteritem}"
         " --classifier {input.ckpt:q} --backbone {params.backbone:q} --method {wildcards.method} {params.settings:q}"
-        " --device {params.device:q} --threads {threads} --out {output.maps:q} --tally {output.tally:q} 2>&1 | tee {log:q}"
+        " --device {params.device:q} --amp {params.amp:q} --threads {threads} --out {output.maps:q} --tally {output.tally:q} 2>&1 | tee {log:q}"
 
 
 rule evaluate_seeds:

@@ -14,6 +14,7 @@ rule train_classifier:
         val=lambda wc: ds(wc.dataset)["splits"]["classifier_val"],
         settings=settings("train_classifier", lambda wc: NETS[wc.net]),
         device=config["device"],
+        amp=config["amp"],
         seed=config["seed"],
     threads: THREADS
     resources:
@@ -28,5 +29,5 @@ rule train_classifier:
         ENV
     shell:
         "python -m stages.train_classifier {params.data} --train-split {params.train:q}"
-        " --val-split {params.val:q} {params.settings:q} --device {params.device:q} --seed {params.seed:q}"
+        " --val-split {params.val:q} {params.settings:q} --device {params.device:q} --amp {params.amp:q} --seed {params.seed:q}"
         " --threads {threads} --out {output.ckpt:q} --report {output.report:q} 2>&1 | tee {log:q}"

@@ -15,6 +15,7 @@ rule train_segmentation:
         labels=lambda wc, input: input.labels or "gt",
         settings=settings("train_segmentation"),
         device=config["device"],
+        amp=config["amp"],
         seed=config["seed"],
     threads: THREADS
     resources:
@@ -29,7 +30,7 @@ rule train_segmentation:
         ENV
     shell:
         "python -m stages.train_segmentation {params.data} --split {params.split:q} --labels {params.labels:q}"
-        " {params.settings:q} --device {params.device:q} --seed {params.seed:q} --threads {threads}"
+        " {params.settings:q} --device {params.device:q} --amp {params.amp:q} --seed {params.seed:q} --threads {threads}"
         " --out {output.ckpt:q} --report {output.report:q} 2>&1 | tee {log:q}"
 
 
@@ -46,6 +47,7 @@ rule predict:
         settings=settings("predict"),
         backbone=lambda wc: cfgmod.stage_config(config, wc.dataset, "segmentation")["backbone"],
         device=config["device"],
+        amp=config["amp"],
     threads: THREADS
     resources:
         gpu=GPU,
@@ -59,5 +61,5 @@ rule predict:
         ENV
     shell:
         "python -m stages.predict {params.data} --split {params.split:q} --shard {wildcards.scatteritem}"
-        " --model {input.model:q} --backbone {params.backbone:q} {params.settings:q} --device {params.device:q}"
+        " --model {input.model:q} --backbone {params.backbone:q} {params.settings:q} --device {params.device:q} --amp {params.amp:q}"
         " --threads {threads} --out {output.preds:q} --tally {output.tally:q} 2>&1 | tee {log:q}"

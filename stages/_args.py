@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 from pathlib import Path
 
-from pipeline.core.device import loader_workers, set_threads
+from pipeline.core.device import loader_workers, resolve_device, set_threads
+from pipeline.core.precision import AMP_CHOICES, amp_name, mixed_precision, resolve_amp
 from pipeline.core.shards import select_shard
 from pipeline.data.datasets import open_split
 from pipeline.models.checkpoint import CheckpointError
@@ -79,6 +81,19 @@ def add_demo_generator(p: argparse.ArgumentParser) -> None:
 def add_runtime(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--amp", default="auto", choices=AMP_CHOICES,
+                   help="mixed precision of the networks: auto = bf16 on a GPU that has it (else fp16), "
+                        "off on the CPU")
+
+
+@contextlib.contextmanager
+def on_device(args):
+    """The stage's device (--device), with its networks in the precision --amp gives on it."""
+    device = resolve_device(args.device)
+    dtype = resolve_amp(args.amp, device)
+    print(f"device {device}, mixed precision {amp_name(dtype)}")
+    with mixed_precision(dtype):
+        yield device
 
 
 def add_shard(p: argparse.ArgumentParser, what: str) -> None:

@@ -2,9 +2,9 @@
 from pipeline.cams.extract import extract
 from pipeline.core.cam_methods import ALL_METHODS
 from pipeline.core.config import defaults as config_defaults
-from pipeline.core.device import resolve_device, set_threads
+from pipeline.core.device import set_threads
 from pipeline.models.classifier import load_classifier
-from stages._args import check_classes, parse, shard_datasets, shard_parser, write_json
+from stages._args import check_classes, on_device, parse, shard_datasets, shard_parser, write_json
 from stages._settings import add_settings
 from stages._main import stage_main
 
@@ -23,9 +23,10 @@ def main(argv=None) -> None:
     voc, _ = shard_datasets(args)
     model, meta = load_classifier(args.classifier, args.backbone)
     check_classes(args.classifier, meta["classes"], args.classes)
-    tally = extract(model, meta, voc, args.out, cfg["scales"], cfg["flip"], resolve_device(args.device),
-                    args.method, cfg["fullycam_levels"], args.workers, classifier=args.classifier,
-                    max_side=cfg.get("max_side", config_defaults("cams").get("max_side")))
+    with on_device(args) as device:
+        tally = extract(model, meta, voc, args.out, cfg["scales"], cfg["flip"], device,
+                        args.method, cfg["fullycam_levels"], args.workers, classifier=args.classifier,
+                        max_side=cfg.get("max_side", config_defaults("cams").get("max_side")))
     write_json(args.tally, {"method": args.method, "split": args.split, **tally})
     print(f"extract_cams: {args.method} maps of {len(voc)} images of shard {args.shard} ({tally['computed_now']} "
           f"computed now in {tally['seconds']:.1f} s) -> {args.out}")

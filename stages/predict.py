@@ -1,8 +1,8 @@
 """Predict label maps of one shard of a split with a trained segmentation network: python -m stages.predict ..."""
-from pipeline.core.device import resolve_device, set_threads
+from pipeline.core.device import set_threads
 from pipeline.models.segnet import load_segnet
 from pipeline.segmentation.predict import predict
-from stages._args import check_classes, parse, shard_datasets, shard_parser, write_json
+from stages._args import check_classes, on_device, parse, shard_datasets, shard_parser, write_json
 from stages._settings import add_settings
 from stages._main import stage_main
 
@@ -19,7 +19,8 @@ def main(argv=None) -> None:
     voc, _ = shard_datasets(args)
     model, meta = load_segnet(args.model, args.backbone)
     check_classes(args.model, meta["classes"], voc.classes)
-    tally = predict(model, meta, voc, args.out, cfg, resolve_device(args.device), checkpoint=args.model)
+    with on_device(args) as device:
+        tally = predict(model, meta, voc, args.out, cfg, device, checkpoint=args.model)
     write_json(args.tally, {"model": args.model, **tally})
     print(f"predict: {len(voc)} images of shard {args.shard} of {args.split} -> {args.out}")
 

@@ -1,9 +1,9 @@
 """Random-walk propagation of one shard's CAMs over AffinityNet affinities: python -m stages.propagate ..."""
 from pipeline.affinity.propagate import argmax_confusion, propagate
-from pipeline.core.device import resolve_device, set_threads
+from pipeline.core.device import set_threads
 from pipeline.core.store import ArtifactReader
 from pipeline.models.affinity_net import load_affinity_net
-from stages._args import parse, shard_datasets, shard_parser, write_json
+from stages._args import on_device, parse, shard_datasets, shard_parser, write_json
 from stages._settings import add_settings
 from stages._main import stage_main
 
@@ -21,8 +21,8 @@ def main(argv=None) -> None:
     set_threads(args.threads)
     voc, eval_voc = shard_datasets(args, eval_split=True)
     model, meta = load_affinity_net(args.affinity, args.backbone)
-    tally = propagate(model, meta, ArtifactReader(args.cams), voc, args.out, cfg, resolve_device(args.device),
-                      affinity=args.affinity)
+    with on_device(args) as device:
+        tally = propagate(model, meta, ArtifactReader(args.cams), voc, args.out, cfg, device, affinity=args.affinity)
     confusion = argmax_confusion(ArtifactReader(args.out), eval_voc, desc="random-walk mIoU")
     write_json(args.tally, {"method": args.method, "split": args.split, "eval_split": args.eval_split,
                             "eval_images": len(eval_voc), **tally, "confusion": [["rw", confusion.tolist()]]})

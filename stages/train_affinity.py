@@ -1,8 +1,8 @@
 """Train AffinityNet on the affinity labels: python -m stages.train_affinity ..."""
 from pipeline.affinity.train import train
-from pipeline.core.device import resolve_device
 from pipeline.core.store import ArtifactReader
-from stages._args import add_dataset, add_runtime, add_training, dataset, parser, start_training, write_json
+from stages._args import (add_dataset, add_runtime, add_training, dataset, on_device, parser,
+                          start_training, write_json)
 from stages._main import stage_main
 
 
@@ -18,7 +18,8 @@ def main(argv=None) -> None:
     cfg = start_training(args)
     voc = dataset(args, args.split)
     voc.check(masks=False)
-    result = train(voc, ArtifactReader(args.labels), cfg, args.out, resolve_device(args.device), args.seed)
+    with on_device(args) as device:
+        result = train(voc, ArtifactReader(args.labels), cfg, args.out, device, args.seed)
     write_json(args.report, result)
     print(f"train_affinity: {result['images']} images, final loss {result['history'][-1]['loss']:.4f} -> {args.out}")
 

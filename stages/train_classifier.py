@@ -1,7 +1,7 @@
 """Train the multi-label classifier: python -m stages.train_classifier --root R --classes JSON ..."""
 from pipeline.classifier.train import train
-from pipeline.core.device import resolve_device
-from stages._args import add_dataset, add_runtime, add_training, dataset, parser, start_training, write_json
+from stages._args import (add_dataset, add_runtime, add_training, dataset, on_device, parser,
+                          start_training, write_json)
 from stages._main import stage_main
 
 
@@ -18,7 +18,8 @@ def main(argv=None) -> None:
     val_voc = dataset(args, args.val_split)
     train_voc.check(masks=False)
     val_voc.check(masks=False)
-    result = train(train_voc, val_voc, cfg, args.out, resolve_device(args.device), args.seed)
+    with on_device(args) as device:
+        result = train(train_voc, val_voc, cfg, args.out, device, args.seed)
     write_json(args.report, result)
     print(f"train_classifier: val mAP {result['val_map']:.4f} on {args.val_split} -> {args.out}")
 

@@ -1,8 +1,8 @@
 """Train the segmentation network on pseudo-labels or on the ground truth: python -m stages.train_segmentation ..."""
-from pipeline.core.device import resolve_device
 from pipeline.core.store import ArtifactReader
 from pipeline.segmentation.train import train
-from stages._args import add_dataset, add_runtime, add_training, dataset, parser, start_training, write_json
+from stages._args import (add_dataset, add_runtime, add_training, dataset, on_device, parser,
+                          start_training, write_json)
 from stages._main import stage_main
 
 
@@ -21,7 +21,8 @@ def main(argv=None) -> None:
     labels_file = None if args.labels == "gt" else args.labels
     voc.check(masks=labels_file is None)
     label_of = voc.load_mask if labels_file is None else ArtifactReader(labels_file).__getitem__
-    result = train(voc, label_of, labels_file, cfg, args.out, resolve_device(args.device), args.seed)
+    with on_device(args) as device:
+        result = train(voc, label_of, labels_file, cfg, args.out, device, args.seed)
     write_json(args.report, result)
     print(f"train_segmentation: {result['images']} images of {args.split} with {result['labels']}, final loss "
           f"{result['history'][-1]['loss']:.4f} -> {args.out}")

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from pipeline.affinity.random_walk import random_walk, transition_matrix
+from pipeline.core.precision import autocast, prepare_model, to_device
 from pipeline.core.provenance import dataset_identity
 from pipeline.core.store import ArtifactReader, ArtifactWriter, file_digest
 from pipeline.data.transforms import to_tensor
@@ -30,7 +31,9 @@ def propagate_image(model: AffinityNet, image: np.ndarray, cams: np.ndarray, mea
     s = model.stride
     h, w = image.shape[:2]
     x = F.pad(to_tensor(image, mean, std), (0, -w % s, 0, -h % s))   # zero = the mean colour
-    return walk_maps(model(x[None].to(device))[0], cams, s, cfg)
+    with autocast(device):   # AffinityNet in the stage's precision; the walk in float32
+        features = model(to_device(x[None], device))[0]
+    return walk_maps(features.float(), cams, s, cfg)
 
 
 @torch.no_grad()
@@ -54,7 +57,7 @@ def propagate(model: AffinityNet, meta: dict, cams: ArtifactReader, voc: VOCData
               device, *, affinity: str) -> dict:
     """One float16 (1 + K, H, W) map per image with attribute `classes` = [0, class ids...]; resumable
     from a partial computed from the same images, CAMs and `affinity` checkpoint."""
-    model.eval().to(device)
+    prepare_model(model.eval(), device)
     params = {k: cfg[k] for k in ("radius", "beta", "logt", "alpha")}
     seconds = 0.0
     provenance = {"data": dataset_identity(voc), "cams": cams.digest, "affinity": file_digest(affinity)}

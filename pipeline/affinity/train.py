@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 
 from pipeline.affinity.labels import label_grid, pair_classes
 from pipeline.affinity.random_walk import half_offsets, overlap, pair_affinity
+from pipeline.core.precision import pin_memory, to_device
 from pipeline.core.provenance import dataset_identity
 from pipeline.core.store import ArtifactReader, drop_when_done
 from pipeline.core.training import fit
@@ -78,11 +79,12 @@ def train(voc: VOCDataset, labels: ArtifactReader, cfg: dict, out: str | Path, d
                         cfg["weights"])
     data = AffinityData(voc, labels, mean, std, cfg["crop_size"], cfg["scale_range"], cfg["stride"], seed)
     loader = DataLoader(data, batch_size=cfg["batch_size"], shuffle=True, drop_last=True,
-                        num_workers=cfg["workers"], generator=torch.Generator().manual_seed(seed))
+                        num_workers=cfg["workers"], pin_memory=pin_memory(device), generator=torch.Generator().manual_seed(seed))
 
     def batch_loss(model, batch, device):
         x, grid = batch
-        return affinity_loss(model(x.to(device)), grid.to(device), cfg["radius"])
+        # float32 features: in bf16, 1 + EPS - a rounds to 1 - a and log(0) is -inf
+        return affinity_loss(model(to_device(x, device)).float(), to_device(grid, device), cfg["radius"])
 
     settings = {"cfg": json.dumps(cfg, sort_keys=True), "n_train": len(data), "seed": seed,
                 "data": dataset_identity(voc), "labels": labels.digest}

@@ -18,6 +18,7 @@ from tqdm import tqdm
 from pipeline.cams.multiscale import scale_sum
 from pipeline.cams.vit import vit_multiscale_cam
 from pipeline.core.cam_methods import CNN_METHODS, VIT, classifier_of
+from pipeline.core.precision import full_precision, prepare_model
 from pipeline.core.provenance import dataset_identity
 from pipeline.core.store import ArtifactWriter, file_digest
 from pipeline.data.check import check_size
@@ -63,7 +64,9 @@ def _activation_maps(model: Classifier, x: torch.Tensor, class_ids, method: str,
     if method in WEIGHT_MAPS:
         weight = WEIGHT_MAPS[method](model.classifier.weight[rows].flatten(1))
         with torch.no_grad():
-            return [class_activation(model.features(x), weight)]
+            features = model.features(x)
+            with full_precision(x.device):
+                return [class_activation(features.float(), weight.float())]
     with torch.enable_grad():
         features, earlier = model.features_and_levels(x, levels if method == "fullycam" else ())
         layers = [features, *earlier]
@@ -73,7 +76,7 @@ def _activation_maps(model: Classifier, x: torch.Tensor, class_ids, method: str,
             # summing over the batch (the flipped copy) keeps each image's own gradient
             grads = torch.autograd.grad(logits[:, row].sum(), layers, retain_graph=k < len(rows) - 1)
             for store, A, G in zip(per_layer, layers, grads):
-                store.append(GRADIENT_MAPS[method](A.detach(), G))
+                store.append(GRADIENT_MAPS[method](A.detach().float(), G.float()))
     return [torch.stack(maps, 1) for maps in per_layer]
 
 
@@ -127,7 +130,7 @@ def extract(model: Classifier, meta: dict, voc: VOCDataset, out: str | Path, sca
     if max_side is not None:
         for image_id in voc.ids:
             check_size(voc.image_path(image_id), max_side)
-    model.eval().to(device)
+    prepare_model(model.eval(), device)
     params = {"method": method, "levels": list(levels), "scales": list(scales), "flip": flip,
               "classes": voc.classes}
     seconds = 0.0

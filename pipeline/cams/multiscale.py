@@ -5,6 +5,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pipeline.core.precision import autocast, to_device
 from pipeline.data.transforms import rescale_bicubic, to_tensor
 
 
@@ -14,7 +15,8 @@ def scale_sum(image: np.ndarray, k: int, scales, flip: bool, mean, std, device, 
     (rescale_bicubic, as psa and IRN) to each scale; layer_maps(x) gives, per layer,
     maps (B, K, h, w) for the batch [image, flipped image]; each is flipped back, upsampled to
     the image and added (scaled to max 1 first when unit_layers); the sum is scaled per class
-    to max 1 (normalise "max") or to [0, 1] from its min to its max ("minmax").
+    to max 1 (normalise "max") or to [0, 1] from its min to its max ("minmax"). layer_maps runs
+    in the stage's mixed precision (pipeline/core/precision.py); its maps are summed in float32.
     Returns float32 (K, H, W)."""
     if normalise not in NORMALISATIONS:
         raise ValueError(f"normalise '{normalise}' is unknown; expected one of {sorted(NORMALISATIONS)}")
@@ -26,7 +28,10 @@ def scale_sum(image: np.ndarray, k: int, scales, flip: bool, mean, std, device, 
         x = to_tensor(rescale_bicubic(image, scale), mean, std)[None]
         if flip:
             x = torch.cat([x, x.flip(-1)])
-        for maps in layer_maps(x.to(device)):
+        with autocast(device):
+            layers = layer_maps(to_device(x, device))
+        for maps in layers:
+            maps = maps.float()
             maps = maps[:1] + maps[1:].flip(-1) if flip else maps
             maps = F.interpolate(maps, size=(h, w), mode="bilinear", align_corners=False)[0].cpu()
             total += unit_max(maps) if unit_layers else maps

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.cams.multiscale import scale_sum
+from pipeline.core.precision import full_precision
 
 
 def getam_map(attns, grads, start_block: int, grid) -> torch.Tensor:
@@ -49,10 +50,11 @@ def attnfusion_map(attns, patch_cam: torch.Tensor, cls_blocks: int, refine_block
 def _attnfusion_maps(model, x: torch.Tensor, rows: torch.Tensor, cls_blocks: int) -> torch.Tensor:
     with torch.no_grad():
         tokens, grid = model.encode(x)
-        weight = model.patch_head.weight[rows]                         # (K, D)
-        patch_cam = F.relu(torch.einsum("bnd,kd->bkn", tokens[:, 1:], weight))
-        patch_cam = patch_cam.reshape(len(x), len(rows), *grid)
-        return attnfusion_map(model.attentions, patch_cam, cls_blocks)
+        with full_precision(x.device):   # the network in the stage's precision, the maps in float32
+            weight = model.patch_head.weight[rows].float()             # (K, D)
+            patch_cam = F.relu(torch.einsum("bnd,kd->bkn", tokens[:, 1:].float(), weight))
+            patch_cam = patch_cam.reshape(len(x), len(rows), *grid)
+            return attnfusion_map([a.float() for a in model.attentions], patch_cam, cls_blocks)
 
 
 def _getam_maps(model, x: torch.Tensor, rows: torch.Tensor, cls_blocks: int) -> torch.Tensor:
@@ -65,7 +67,8 @@ def _getam_maps(model, x: torch.Tensor, rows: torch.Tensor, cls_blocks: int) -> 
         for k, row in enumerate(rows.tolist()):
             # summing over the batch (the flipped copy) keeps each image's own gradient
             grads = torch.autograd.grad(logits[:, row].sum(), attns, retain_graph=k < len(rows) - 1)
-            maps.append(getam_map([a.detach() for a in attns], grads, model.meta["start_block"], grid))
+            maps.append(getam_map([a.detach().float() for a in attns], [g.float() for g in grads],
+                                  model.meta["start_block"], grid))
     return torch.stack(maps, 1)
 
 

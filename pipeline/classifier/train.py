@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from pipeline.core.precision import autocast, pin_memory, to_device
 from pipeline.core.provenance import dataset_identity
 from pipeline.core.store import drop_when_done
 from pipeline.core.training import TrainingDiverged, fit  # noqa: F401  (TrainingDiverged: part of this module's API)
@@ -56,14 +57,16 @@ def evaluate_map(model: torch.nn.Module, data: ClassificationData, device, desc=
     scores = []
     for idx in tqdm(range(len(data)), desc=desc, leave=False):
         x, _ = data[idx]
-        scores.append(torch.sigmoid(model(x[None].to(device))).cpu().numpy()[0])
+        with autocast(device):
+            logits = model(to_device(x[None], device))
+        scores.append(torch.sigmoid(logits.float()).cpu().numpy()[0])
     mAP, per_class = mean_average_precision(np.stack(scores), data.labels)
     return {"map": mAP, "ap_per_class": per_class}
 
 
 def _batch_loss(model, batch, device) -> torch.Tensor:
     x, y = batch
-    return classification_loss(model(x.to(device)), y.to(device))
+    return classification_loss(model(to_device(x, device)).float(), to_device(y, device))
 
 
 def train(train_voc: VOCDataset, val_voc: VOCDataset, cfg: dict, out: str | Path, device,
@@ -76,7 +79,7 @@ def train(train_voc: VOCDataset, val_voc: VOCDataset, cfg: dict, out: str | Path
     model = build_classifier(cfg, len(classes) - 1, cfg["weights"])
     train_data = ClassificationData(train_voc, mean, std, cfg["crop_size"], cfg["scale_range"], seed)
     loader = DataLoader(train_data, batch_size=cfg["batch_size"], shuffle=True, drop_last=True,
-                        num_workers=cfg["workers"], persistent_workers=False,
+                        num_workers=cfg["workers"], persistent_workers=False, pin_memory=pin_memory(device),
                         generator=torch.Generator().manual_seed(seed))
     settings = {"cfg": json.dumps(cfg, sort_keys=True), "classes": classes, "n_train": len(train_data),
                 "seed": seed, "data": dataset_identity(train_voc)}

@@ -2,7 +2,8 @@
 the full state saved to `<out>.partial` after each epoch (a rerun with the same settings resumes
 from it, and ends with the weights of an uninterrupted run), and a loss that cannot improve
 stopped with an error that keeps the last good epoch: NaN/inf, or above its starting value for
-PATIENCE epochs in a row.
+PATIENCE epochs in a row. Each batch's forward pass and loss run in the stage's mixed precision
+(pipeline/core/precision.py), with the loss scaled for float16.
 
 The `.partial` is written to a temporary name and renamed, so a kill mid-save leaves the last
 good state. It records `settings`, which callers make the identity of everything the run depends
@@ -22,6 +23,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from pipeline.core.precision import autocast, grad_scaler, prepare_model
 from pipeline.core.store import differences, log, move_aside
 
 # Epochs in a row with a mean loss above the first iteration's before training is stopped.
@@ -96,14 +98,17 @@ def fit(model: torch.nn.Module, loader: DataLoader, batch_loss: Callable, cfg: d
         seed: int = 0) -> list[dict]:
     """Train for cfg['epochs'] and return the per-epoch loss history.
 
-    batch_loss(model, batch, device) -> scalar loss. `settings` must identify the run: a partial
+    batch_loss(model, batch, device) -> scalar loss; it runs inside autocast(device) and casts the
+    network's output to float32 before its loss (pipeline/core/precision.py). `settings` must identify the run: a partial
     state written under other settings is not resumed. `name` is the config section, for messages.
     on_epoch(epoch) runs before each epoch (e.g. to reseed the augmentation); `seed` with the epoch
     seeds the loader's shuffle and torch's global generator (seed_epoch)."""
     if len(loader) == 0:
         raise ValueError(f"{name}: the training split has {len(loader.dataset)} images, fewer than "
                          f"{name}.batch_size = {cfg['batch_size']}")
+    prepare_model(model, device)   # before the optimizer's state is loaded: it follows its parameters' device
     optimizer = make_optimizer(model, cfg)
+    scaler = grad_scaler(device)
     history, start_epoch = [], 0
     start_loss, above = None, 0   # the first iteration's loss; epochs in a row above it
     state = _resume_state(partial, settings)
@@ -112,8 +117,9 @@ def fit(model: torch.nn.Module, loader: DataLoader, batch_loss: Callable, cfg: d
         optimizer.load_state_dict(state["optimizer"])
         history, start_epoch = json.loads(state["history"]), state["epoch"]
         start_loss, above = state["start_loss"], state["above"]
+        if scaler.is_enabled() and "scaler" in state:
+            scaler.load_state_dict(state["scaler"])
         print(f"resuming {name} training from {partial} after epoch {start_epoch}")
-    model.to(device)
 
     max_it = cfg["epochs"] * len(loader)
     for epoch in range(start_epoch, cfg["epochs"]):
@@ -126,7 +132,8 @@ def fit(model: torch.nn.Module, loader: DataLoader, batch_loss: Callable, cfg: d
             it = epoch * len(loader) + step
             for group in optimizer.param_groups:
                 group["lr"] = poly_lr(cfg["lr"], it, max_it, cfg["poly_power"]) * group["lr_mult"]
-            loss = batch_loss(model, batch, device)
+            with autocast(device):
+                loss = batch_loss(model, batch, device)
             if not math.isfinite(loss.item()):
                 kept = f"the last good checkpoint (after epoch {epoch}) is kept at {partial}" if partial.exists() \
                     else "no epoch had completed, so no checkpoint was kept"
@@ -135,15 +142,16 @@ def fit(model: torch.nn.Module, loader: DataLoader, batch_loss: Callable, cfg: d
             if start_loss is None:
                 start_loss = loss.item()
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
         history.append({"epoch": epoch + 1, "loss": float(np.mean(losses))})
         above = above + 1 if history[-1]["loss"] > start_loss else 0
         _save_state(partial, {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
                               "history": json.dumps(history), "settings": settings, "start_loss": start_loss,
-                              "above": above})
+                              "above": above, **({"scaler": scaler.state_dict()} if scaler.is_enabled() else {})})
         if above >= PATIENCE:
             raise TrainingDiverged(
                 f"{name} mean loss has stayed above its starting value {start_loss:.4g} for {above} epochs "

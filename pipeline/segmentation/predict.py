@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from pipeline.core.precision import autocast, prepare_model, to_device
 from pipeline.core.provenance import dataset_identity
 from pipeline.core.store import ArtifactWriter, file_digest
 from pipeline.data.transforms import resize, to_tensor
@@ -27,9 +28,11 @@ def predict_probs(model: SegmentationNet, image: np.ndarray, mean, std, scales, 
     h, w = image.shape[:2]
     total, count = None, 0
     for scale in scales:
-        x = to_tensor(image if scale == 1.0 else resize(image, scale), mean, std)[None].to(device)
-        batch = torch.cat([x, x.flip(-1)]) if flip else x
-        probs = torch.softmax(model(batch), 1)
+        x = to_tensor(image if scale == 1.0 else resize(image, scale), mean, std)[None]
+        batch = to_device(torch.cat([x, x.flip(-1)]) if flip else x, device)
+        with autocast(device):   # the network in the stage's precision, its softmax and average in float32
+            logits = model(batch)
+        probs = torch.softmax(logits.float(), 1)
         if flip:
             probs = torch.stack([probs[0], probs[1].flip(-1)])
         probs = F.interpolate(probs, size=(h, w), mode="bilinear", align_corners=False).sum(0)
@@ -41,7 +44,7 @@ def predict_probs(model: SegmentationNet, image: np.ndarray, mean, std, scales, 
 def predict(model: SegmentationNet, meta: dict, voc: VOCDataset, out, cfg: dict, device, *, checkpoint: str) -> dict:
     """cfg: test_scales, test_flip, test_crf, crf (the CRF's parameters). Resumable from a partial
     computed from the same images and the same `checkpoint` (its hash)."""
-    model.eval().to(device)
+    prepare_model(model.eval(), device)
     params = {k: cfg[k] for k in ("test_scales", "test_flip", "test_crf", "crf")}
     seconds = 0.0
     provenance = {"data": dataset_identity(voc), "model": file_digest(checkpoint)}

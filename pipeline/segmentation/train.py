@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from pipeline.core.precision import pin_memory, to_device
 from pipeline.core.provenance import dataset_identity
 from pipeline.core.store import ArtifactReader, drop_when_done
 from pipeline.core.training import fit
@@ -35,8 +36,8 @@ def pixel_loss(logits: torch.Tensor, target: torch.Tensor, cfg: dict) -> torch.T
 
 
 def segmentation_loss(model, x: torch.Tensor, target: torch.Tensor, cfg: dict) -> torch.Tensor:
-    fused, per_scale = model.scored(x)
-    return pixel_loss(fused, target, cfg) + sum(pixel_loss(s, target, cfg) for s in per_scale)
+    fused, per_scale = model.scored(x)   # float32 logits into the loss, whatever the forward's precision
+    return pixel_loss(fused.float(), target, cfg) + sum(pixel_loss(s.float(), target, cfg) for s in per_scale)
 
 
 def require_labelled_pixels(voc: VOCDataset, label_of: Callable[[str], np.ndarray], source: str) -> None:
@@ -63,11 +64,11 @@ def train(voc: VOCDataset, label_of: Callable[[str], np.ndarray], labels_file: s
     model = build_segnet(cfg, len(voc.classes))
     data = LabelledCrops(voc, label_of, mean, std, cfg["crop_size"], cfg["scale_range"], seed)
     loader = DataLoader(data, batch_size=cfg["batch_size"], shuffle=True, drop_last=True,
-                        num_workers=cfg["workers"], generator=torch.Generator().manual_seed(seed))
+                        num_workers=cfg["workers"], pin_memory=pin_memory(device), generator=torch.Generator().manual_seed(seed))
 
     def batch_loss(model, batch, device):
         x, target = batch
-        return segmentation_loss(model, x.to(device), target.to(device), cfg)
+        return segmentation_loss(model, to_device(x, device), to_device(target, device), cfg)
 
     require_labelled_pixels(voc, label_of, labels_name)
     settings = {"cfg": json.dumps(cfg, sort_keys=True), "n_train": len(data), "seed": seed,

@@ -2,9 +2,9 @@
 python -m stages.diagnostics.attnfusion ..."""
 from pipeline.diagnostics.attnfusion import diagnose
 from pipeline.cams.seeds import sweep_values
-from pipeline.core.device import resolve_device, set_threads
+from pipeline.core.device import set_threads
 from pipeline.models.classifier import load_classifier
-from stages._args import add_dataset, add_runtime, dataset, json_arg, parser, write_json
+from stages._args import add_dataset, add_runtime, dataset, json_arg, on_device, parser, write_json
 from stages._main import stage_main
 
 
@@ -28,7 +28,8 @@ def main(argv=None) -> None:
     model, meta = load_classifier(args.classifier)
     if "start_block" not in meta:
         raise SystemExit(f"{args.classifier} is not a ViT classifier (no start_block in its metadata)")
-    result = diagnose(model, meta, voc, args.scales, args.flip, sweep_values(*args.sweep), resolve_device(args.device))
+    with on_device(args) as device:
+        result = diagnose(model, meta, voc, args.scales, args.flip, sweep_values(*args.sweep), device)
     write_json(args.out, result)
     print(f"diagnose_attnfusion: {result['images']} images of {args.split}")
     print("block  entropy  row spread")
