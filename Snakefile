@@ -23,6 +23,7 @@ include: "rules/refine.smk"          # refine
 include: "rules/segmentation.smk"    # train_segmentation, predict
 include: "rules/gather.smk"          # gather (the shards of a per-image stage), export_png
 include: "rules/evaluation.smk"      # evaluate_full, evaluate, report
+include: "rules/deliverables.smk"    # segment_unlabelled, deliverables (results/{dataset}/all)
 
 
 # Cheap rules (merging, scoring, summaries, the report, PNG export) run in the Snakemake process
@@ -36,6 +37,7 @@ localrules:
     evaluate_full,
     evaluate,
     report,
+    deliverables,
 
 
 rule all:
