@@ -52,8 +52,8 @@ rule deliverables:
     output:
         "results/{dataset}/all",
     params:
-        items=lambda wc, input: [f"{name}={path}" for name, path in input.items()],
+        named=lambda wc, input: [f"{name}={path}" for name, path in input.items()],
     log:
         "results/{dataset}/logs/deliverables.log",
     shell:
-        "python -m stages.deliverables --items {params.items:q} --out {output:q} 2>&1 | tee {log:q}"
+        "python -m stages.deliverables --items {params.named:q} --out {output:q} 2>&1 | tee {log:q}"
