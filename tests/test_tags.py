@@ -279,12 +279,13 @@ def test_the_demo_in_the_tags_layout_runs_as_the_voc_layout_and_without_masks(ti
     from pipeline.core.store import ArtifactReader
 
     splits = {"classifier": "train", "classifier_val": "val", "cams": "train", "seeds": "train", "val": "val"}
+    from_cams = {**SMALL, "refine": {"source": "cams"}}    # the random walk runs once, on tags_none
     datasets = {"voc": {"kind": "voc", "root": str(tiny_voc), "classes": DEMO_CLASSES, "splits": splits,
-                        "overrides": SMALL}}
+                        "overrides": from_cams}}
     for masks in ("all", "val", "none"):
         tags.export(tiny_voc, tmp_path / masks, DEMO_CLASSES, masks=masks)
         datasets[f"tags_{masks}"] = {"kind": "tags", "root": str(tmp_path / masks), "classes": DEMO_CLASSES,
-                                     "splits": splits, "overrides": SMALL}
+                                     "splits": splits, "overrides": SMALL if masks == "none" else from_cams}
     (tmp_path / "none" / "unlabelled").mkdir()
     for image_id in ("val_0000", "val_0001"):
         (tmp_path / "none" / "unlabelled" / f"{image_id}.jpg").write_bytes(
@@ -345,3 +346,41 @@ def test_make_demo_writes_the_demo_in_the_tags_layout_as_the_export_of_the_voc_d
     for rel in made:
         assert (tmp_path / "demo" / rel).read_bytes() == (tmp_path / "reference" / rel).read_bytes(), rel
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo", "reference"]
+
+
+# ---------------------------------------------------------------- the report and the ladder without masks
+
+
+def test_pixel_shares_count_the_labelled_pixels_of_every_map():
+    from pipeline.evaluation import report
+
+    maps = {"x": np.array([[0, 1], [1, 255]], np.uint8), "y": np.array([[2, 2], [0, 0]], np.uint8)}
+    shares = report.pixel_shares(maps, ["background", "cat", "dog"])
+    assert shares == pytest.approx({"background": 3 / 7, "cat": 2 / 7, "dog": 2 / 7})
+    page = report.pixel_shares_section({"pseudo-labels": maps}, ["background", "cat", "dog"])
+    assert "<td>pseudo-labels (2 images)</td><td>42.9</td><td>28.6</td><td>28.6</td>" in page
+
+
+def test_the_ladder_leaves_out_the_stages_scored_on_no_image(tmp_path):
+    from pipeline.evaluation.evaluate import ladder
+
+    (tmp_path / "clf.json").write_text(json.dumps({"val_split": "val", "val_map": 0.5}))
+    (tmp_path / "pseudo.json").write_text(json.dumps({"eval_split": "train:tagged:masked", "eval_images": 0,
+                                                      "ladder": [{"step": "rw", "miou": None, "iou": {}}]}))
+    segmentation = {"split": "val:masked", "miou": 0.4, "iou": {"background": 0.8, "cat": 0.0}}
+    rows = ladder(tmp_path / "clf.json", None, tmp_path / "pseudo.json", segmentation, None)
+    assert [(r["stage"], r["split"], r["value"]) for r in rows] == [("classifier", "val", 0.5),
+                                                                    ("segmentation (weak)", "val:masked", 0.4)]
+
+
+def test_the_manifest_counts_label_pngs_and_reads_the_score(tmp_path):
+    from pipeline.evaluation.deliverables import manifest
+
+    (tmp_path / "pngs" / "sub").mkdir(parents=True)
+    for name in ("a.png", "a_overlay.png", "sub/b.png"):
+        picture(tmp_path / "pngs" / name, size=(2, 2))
+    (tmp_path / "miou.json").write_text(json.dumps({"miou": 0.25, "images": 3}))
+    result = manifest({"pred_png": str(tmp_path / "pngs"), "miou": str(tmp_path / "miou.json")})
+    assert result["pred_png"]["images"] == 2 and result["miou"]["miou"] == 0.25 and result["miou"]["images"] == 3
+    with pytest.raises(FileNotFoundError, match="deliverable .*nothing.pt does not exist"):
+        manifest({"segnet": str(tmp_path / "nothing.pt")})
