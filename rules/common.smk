@@ -222,9 +222,10 @@ TAGS_VIEWS = {"classifier": "", "classifier_val": "", "cams": ":tagged", "seeds"
 
 
 def split_of(dataset, role):
-    """The split a rule passes for a role of config key `splits` (scored_val: val, where scored)."""
+    """The split a stage gets for a role of config key `splits` (scored_val: the val split where scored)."""
     split = ds(dataset)["splits"][role.removeprefix("scored_")]
-    return split + TAGS_VIEWS[role] if dataset in TAGS else split
+    # a role not listed (a scoring role such as a calibration split) reads the tagged, masked images
+    return split + TAGS_VIEWS.get(role, ":tagged:masked") if dataset in TAGS else split
 
 
 def masked_count(dataset, role):
@@ -238,7 +239,7 @@ def masked_count(dataset, role):
         split = section["splits"][role.removeprefix("scored_")]
         return None if coverage == "all" or (coverage == "val" and split == "val") else 0
     counts = tags_check(dataset).splits[role.removeprefix("scored_")]
-    return counts["tagged_masked"] if role in ("cams", "seeds") else counts["masked"]
+    return counts["masked"] if TAGS_VIEWS.get(role, ":tagged:masked") == ":masked" or role == "val" else counts["tagged_masked"]
 
 
 def scored(dataset, role):
@@ -267,3 +268,24 @@ def if_scored(role, inputs):
 def if_full(path):
     """The fully-supervised reference's files: only where every image of the cams split has a mask."""
     return lambda wildcards: [path.format(dataset=wildcards.dataset)] if fully_masked(wildcards.dataset, "cams") else []
+
+
+# results/{dataset}/all (rules/deliverables.smk)
+def unlabelled_folder(dataset):
+    folder = Path(root(dataset)) / "unlabelled"
+    return str(folder) if folder.is_dir() else None
+
+
+def deliverable_files(wildcards):
+    d = wildcards.dataset
+    files = {
+        "pseudo_png": final_input("results/{dataset}/pseudo/{method}")(wildcards),
+        "segnet": final_input("results/{dataset}/segnet/{method}.pt")(wildcards),
+        "pred_png": final_input("results/{dataset}/pred/{method}")(wildcards),
+        "report": f"results/{d}/report.html",
+    }
+    if unlabelled_folder(d):
+        files["unlabelled"] = f"results/{d}/unlabelled"
+    if scored(d, "scored_val"):
+        files["miou"] = f"results/{d}/miou.json"
+    return files

@@ -4,26 +4,6 @@
 # val split has masks. None of it needs a mask but miou.json.
 
 
-def unlabelled_folder(dataset):
-    folder = Path(root(dataset)) / "unlabelled"
-    return str(folder) if folder.is_dir() else None
-
-
-def deliverable_files(wildcards):
-    d = wildcards.dataset
-    files = {
-        "pseudo_png": final_input("results/{dataset}/pseudo/{method}")(wildcards),
-        "segnet": final_input("results/{dataset}/segnet/{method}.pt")(wildcards),
-        "pred_png": final_input("results/{dataset}/pred/{method}")(wildcards),
-        "report": f"results/{d}/report.html",
-    }
-    if unlabelled_folder(d):
-        files["unlabelled"] = f"results/{d}/unlabelled"
-    if scored(d, "scored_val"):
-        files["miou"] = f"results/{d}/miou.json"
-    return files
-
-
 rule segment_unlabelled:
     input:
         model=final_input("results/{dataset}/segnet/{method}.pt"),
