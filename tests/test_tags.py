@@ -384,3 +384,28 @@ def test_the_manifest_counts_label_pngs_and_reads_the_score(tmp_path):
     assert result["pred_png"]["images"] == 2 and result["miou"]["miou"] == 0.25 and result["miou"]["images"] == 3
     with pytest.raises(FileNotFoundError, match="deliverable .*nothing.pt does not exist"):
         manifest({"segnet": str(tmp_path / "nothing.pt")})
+
+
+@pytest.mark.parametrize("tags_text, split_list, message", [
+    ("image,tags\na.jpg,cat;background\n", None, r"tags.csv line 2: tag 'background' is the background class"),
+    ("image,tags\na.jpg,cat,dog\n", None, r"tags.csv line 2 has 3 fields; expected `image,tags`"),
+    ("image,tags\na.jpg,cat\nb,dog\n", "a\nzzz\n", r"splits/mine.txt line 2: image 'zzz' is not listed in the tags"),
+    ("image,tags\na.jpg,cat\nb,dog\n", "a\nb\na.jpg\n", r"splits/mine.txt line 3 lists image 'a' again \(first on line 1\)"),
+])
+def test_more_bad_input_named_by_file_and_line(tmp_path, tags_text, split_list, message):
+    root = folder(tmp_path, tags_text)
+    if split_list is not None:
+        (root / "splits").mkdir()
+        (root / "splits" / "mine.txt").write_text(split_list)
+    with pytest.raises(DatasetError, match=message):
+        tags.check_dataset(root, "tags.csv", CLASSES, {**SPLITS, "classifier": "mine"})
+
+
+def test_json_tags_name_the_key(tmp_path):
+    root = folder(tmp_path)
+    (root / "tags.json").write_text(json.dumps({"a.jpg": ["cat"], "b.png": 3}))
+    with pytest.raises(DatasetError, match=r"tags.json key 'b.png': expected a list of tag names"):
+        tags.check_dataset(root, "tags.json", CLASSES, SPLITS)
+    (root / "tags.json").write_text(json.dumps({"a.jpg": ["cat"], "a.png": ["dog"]}))
+    with pytest.raises(DatasetError, match=r"keys 'a.jpg' and 'a.png' both name image 'a'"):
+        tags.check_dataset(root, "tags.json", CLASSES, SPLITS)
