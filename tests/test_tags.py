@@ -286,12 +286,19 @@ def test_the_demo_in_the_tags_layout_runs_as_the_voc_layout_and_without_masks(ti
         tags.export(tiny_voc, tmp_path / masks, DEMO_CLASSES, masks=masks)
         datasets[f"tags_{masks}"] = {"kind": "tags", "root": str(tmp_path / masks), "classes": DEMO_CLASSES,
                                      "splits": splits, "overrides": SMALL if masks == "none" else from_cams}
+    negative = tmp_path / "none" / "images" / "negatives" / "n1.jpg"      # no tags, in a subfolder
+    negative.parent.mkdir()
+    negative.write_bytes((tiny_voc / "JPEGImages" / "val_0002.jpg").read_bytes())
+    with open(tmp_path / "none" / "tags.csv", "a") as fh:
+        fh.write("negatives/n1.jpg,\n")
+    with open(tmp_path / "none" / "splits" / "train.txt", "a") as fh:
+        fh.write("negatives/n1\n")
     (tmp_path / "none" / "unlabelled").mkdir()
     for image_id in ("val_0000", "val_0001"):
         (tmp_path / "none" / "unlabelled" / f"{image_id}.jpg").write_bytes(
             (tiny_voc / "JPEGImages" / f"{image_id}.jpg").read_bytes())
     cfg = write_config(tmp_path / "cfg.yaml", datasets)
-    run = snakemake("--cores", "2", "--configfile", str(cfg), "--", "results/voc/pseudo/cam.h5",
+    run = snakemake("--cores", "2", "-p", "--configfile", str(cfg), "--", "results/voc/pseudo/cam.h5",
                     "results/tags_all/pseudo/cam.h5", "results/tags_val/miou.json", "results/tags_none/all",
                     cwd=tmp_path, timeout=1800)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
@@ -316,6 +323,11 @@ def test_the_demo_in_the_tags_layout_runs_as_the_voc_layout_and_without_masks(ti
     assert json.loads((res / "tags_val/pseudo/cam.json").read_text())["eval_images"] == 0
 
     none = res / "tags_none"
+    # the negative trains the classifier (split train: 11 images) and gets no CAM (train:tagged: 10)
+    assert len(tags.TagsDataset(tmp_path / "none", DEMO_CLASSES, "train")) == 11
+    commands = [line for line in (run.stdout + run.stderr).splitlines() if "--root " + str(tmp_path / "none") in line]
+    assert any("stages.train_classifier" in c and "--train-split train " in c for c in commands)
+    assert any("stages.extract_cams" in c and "--split train:tagged " in c for c in commands)
     assert not (none / "miou.json").exists() and not list(none.rglob("seeds/*.json"))
     assert sorted(p.stem for p in (none / "pseudo/cam").glob("*.png")) == [f"train_{i:04d}" for i in range(10)]
     assert sorted(p.stem for p in (none / "pred/cam").glob("*.png")) == [f"val_{i:04d}" for i in range(6)]

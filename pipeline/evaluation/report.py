@@ -2,9 +2,12 @@
 inline SVG), openable from disk.
 
 Sections: the ladder (with published VOC anchors beside it), per-class IoU of every stage, the
-seed mIoU-vs-threshold curve of every CAM method, the training curves, and sample overlays in the
-VOC palette: for train images the CAM heat map of each class, the random-walk argmax and the
-pseudo-label; for val images the predictions of the weak and the fully-supervised networks.
+seed mIoU-vs-threshold curve of every CAM method, the per-class pixel shares of the pseudo-labels
+and predictions, the training curves, and sample overlays in the VOC palette: for train images the
+CAM heat map of each class, the random-walk argmax and the pseudo-label; for val images the
+predictions of the weak and the fully-supervised networks. A dataset without masks (or with masks
+for some images: pipeline/data/tags.py) gets the sections that need none, and a ground-truth panel
+only where the image has a mask.
 """
 from __future__ import annotations
 
