@@ -39,7 +39,7 @@ if threading.current_thread() is threading.main_thread():
 DATASETS = list(config["datasets"])
 DEMOS = [d for d in DATASETS if config["datasets"][d]["kind"] == "demo"]
 COCOS = [d for d in DATASETS if cfgmod.is_coco(config["datasets"][d])]   # read in COCO format
-TAGS = [d for d in DATASETS if cfgmod.is_tags(config["datasets"][d])]     # images with tags (rules/tags.smk)
+TAGS = [d for d in DATASETS if cfgmod.is_tags(config["datasets"][d])]     # images with tags (pipeline/data/tags.py)
 
 # the CNN classifier, and the ViT-hybrid that the ViT methods read; config section of each
 NETS = {"classifier": "classifier", "classifier_vit": "vit_classifier"}
@@ -239,7 +239,7 @@ def masked_count(dataset, role):
         split = section["splits"][role.removeprefix("scored_")]
         return None if coverage == "all" or (coverage == "val" and split == "val") else 0
     counts = tags_check(dataset).splits[role.removeprefix("scored_")]
-    return counts["masked"] if TAGS_VIEWS.get(role, ":tagged:masked") == ":masked" or role == "val" else counts["tagged_masked"]
+    return counts["tagged_masked"] if ":tagged" in TAGS_VIEWS.get(role, ":tagged:masked") else counts["masked"]
 
 
 def scored(dataset, role):
