@@ -332,7 +332,7 @@ def test_the_demo_in_the_tags_layout_runs_as_the_voc_layout_and_without_masks(ti
     assert sorted(p.stem for p in (none / "pseudo/cam").glob("*.png")) == [f"train_{i:04d}" for i in range(10)]
     assert sorted(p.stem for p in (none / "pred/cam").glob("*.png")) == [f"val_{i:04d}" for i in range(6)]
     assert (none / "segnet/cam.pt").is_file() and (none / "report.html").is_file()
-    assert sorted(p.name for p in (none / "unlabelled").iterdir()) == \
+    assert sorted(p.name for p in (none / "unlabelled").glob("*.png")) == \
         ["val_0000.png", "val_0000_overlay.png", "val_0001.png", "val_0001_overlay.png"]
     manifest = json.loads((none / "all").read_text())
     assert manifest["pseudo_png"]["images"] == 10 and manifest["pred_png"]["images"] == 6
