@@ -24,6 +24,7 @@ include: "rules/segmentation.smk"    # train_segmentation, predict
 include: "rules/gather.smk"          # gather (the shards of a per-image stage), export_png
 include: "rules/evaluation.smk"      # evaluate_full, evaluate, report
 include: "rules/estimate.smk"        # estimate: the expected time of each heavy stage
+include: "rules/deliverables.smk"    # segment_unlabelled, deliverables (results/{dataset}/all)
 
 
 # Cheap rules (merging, scoring, summaries, the report, PNG export) run in the Snakemake process
@@ -39,6 +40,7 @@ localrules:
     evaluate,
     report,
     estimate,
+    deliverables,
 
 
 rule all:

@@ -11,8 +11,8 @@ rule affinity_labels:
         tally=shard_file("results/{dataset}/affinity/{method}_labels.json"),
     params:
         data=lambda wc: dataset_args(wc.dataset),
-        split=lambda wc: ds(wc.dataset)["splits"]["cams"],
-        eval_split=lambda wc: ds(wc.dataset)["splits"]["seeds"],
+        split=lambda wc: split_of(wc.dataset, "cams"),
+        eval_split=lambda wc: split_of(wc.dataset, "seeds"),
         settings=settings("affinity_labels"),
     threads: THREADS
     resources:
@@ -39,7 +39,7 @@ rule train_affinity:
         report="results/{dataset}/affinity/{method}.json",
     params:
         data=lambda wc: dataset_args(wc.dataset),
-        split=lambda wc: ds(wc.dataset)["splits"]["cams"],
+        split=lambda wc: split_of(wc.dataset, "cams"),
         settings=settings("train_affinity"),
         device=config["device"],
         amp=config["amp"],
@@ -71,8 +71,8 @@ rule propagate:
         tally=shard_file("results/{dataset}/rw/{method}.json"),
     params:
         data=lambda wc: dataset_args(wc.dataset),
-        split=lambda wc: ds(wc.dataset)["splits"]["cams"],
-        eval_split=lambda wc: ds(wc.dataset)["splits"]["seeds"],
+        split=lambda wc: split_of(wc.dataset, "cams"),
+        eval_split=lambda wc: split_of(wc.dataset, "seeds"),
         settings=settings("propagate"),
         backbone=lambda wc: cfgmod.stage_config(config, wc.dataset, "affinity")["backbone"],
         device=config["device"],

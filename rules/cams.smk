@@ -11,7 +11,7 @@ rule extract_cams:
         tally=shard_file("results/{dataset}/cams/{method}.json"),
     params:
         data=lambda wc: dataset_args(wc.dataset),
-        split=lambda wc: ds(wc.dataset)["splits"]["cams"],
+        split=lambda wc: split_of(wc.dataset, "cams"),
         settings=settings("extract_cams"),
         backbone=lambda wc: cfgmod.stage_config(config, wc.dataset, NETS[classifier_of(wc.method)])["backbone"],
         device=config["device"],
@@ -41,7 +41,7 @@ rule evaluate_seeds:
         "results/{dataset}/seeds/{method}.json",
     params:
         data=lambda wc: dataset_args(wc.dataset),
-        split=lambda wc: ds(wc.dataset)["splits"]["seeds"],
+        split=lambda wc: split_of(wc.dataset, "seeds"),
         settings=settings("evaluate_seeds"),
     log:
         "results/{dataset}/logs/evaluate_seeds_{method}.log",
@@ -60,7 +60,7 @@ rule evaluate_boxes:
         "results/{dataset}/boxes/{method}.json",
     params:
         data=lambda wc: dataset_args(wc.dataset),
-        split=lambda wc: ds(wc.dataset)["splits"]["seeds"],
+        split=lambda wc: split_of(wc.dataset, "seeds"),
         settings=settings("evaluate_boxes"),
     log:
         "results/{dataset}/logs/evaluate_boxes_{method}.log",

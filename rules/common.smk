@@ -16,6 +16,7 @@ from pipeline.core import config as cfgmod
 from pipeline.core.cam_methods import CAM_METHODS, classifier_of
 from pipeline.core.interrupt import interrupt_stages
 from pipeline.data import coco as cocomod
+from pipeline.data import tags as tagsmod
 from pipeline.data.check import check_batches
 from pipeline.data.voc import VOCDataset
 from pipeline.models.check import check_weights
@@ -49,6 +50,7 @@ if threading.current_thread() is threading.main_thread():
 DATASETS = list(config["datasets"])
 DEMOS = [d for d in DATASETS if config["datasets"][d]["kind"] == "demo"]
 COCOS = [d for d in DATASETS if cfgmod.is_coco(config["datasets"][d])]   # read in COCO format
+TAGS = [d for d in DATASETS if cfgmod.is_tags(config["datasets"][d])]     # images with tags (pipeline/data/tags.py)
 
 # the CNN classifier, and the ViT-hybrid that the ViT methods read; config section of each
 NETS = {"classifier": "classifier", "classifier_vit": "vit_classifier"}
@@ -72,12 +74,15 @@ wildcard_constraints:
 
 
 def ds(dataset):
-    return cfgmod.dataset_config(config, dataset)
+    """The dataset's config section; a tags dataset's `classes: auto` resolved from its tags file."""
+    section = cfgmod.dataset_config(config, dataset)
+    return {**section, "classes": tags_classes(dataset)} if section["classes"] == "auto" else section
 
 
 def root(dataset):
     """Demo datasets are generated into results/; others live where config says."""
-    return f"results/{dataset}/data" if ds(dataset)["kind"] == "demo" else ds(dataset)["root"]
+    section = cfgmod.dataset_config(config, dataset)
+    return f"results/{dataset}/data" if section["kind"] == "demo" else section["root"]
 
 
 def settings(stage, section=None):
@@ -110,6 +115,8 @@ def dataset_sources(wildcards):
     one is read through its index and rasterised masks (rules coco_index, coco_masks)."""
     if wildcards.dataset in COCOS:
         return coco_files(wildcards.dataset)
+    if wildcards.dataset in TAGS and ds(wildcards.dataset)["kind"] == "tags":
+        return tags_check(wildcards.dataset).inputs
     if ds(wildcards.dataset)["kind"] == "demo":
         return [f"results/{wildcards.dataset}/data"]
     return checked_split_lists(wildcards.dataset)
@@ -174,7 +181,8 @@ def dataset_args(dataset):
     """--root and --classes (and a COCO dataset's cache), each shell-quoted: config values never
     reach the shell bare."""
     coco = f" --coco-cache {shlex.quote(f'results/{dataset}')}" if dataset in COCOS else ""
-    return f"--root {shlex.quote(root(dataset))} --classes {shlex.quote(json.dumps(ds(dataset)['classes']))}{coco}"
+    tags = f" --tags {shlex.quote(json.dumps(tags_options(dataset)))}" if dataset in TAGS else ""
+    return f"--root {shlex.quote(root(dataset))} --classes {shlex.quote(json.dumps(ds(dataset)['classes']))}{coco}{tags}"
 
 
 def coco_files(dataset):
@@ -241,3 +249,107 @@ def final_if_rw(name):
     def paths(wildcards):
         return [final_input(name)(wildcards)] if uses_rw(wildcards.dataset) else []
     return paths
+
+
+# Tags datasets (pipeline/data/tags.py): images with image-level tags, masks for none, some or all.
+# The CAM stages read the tagged images of their split (`:tagged`), the scoring steps the masked ones
+# (`:masked`); a scoring rule whose split has no mask is left out of the DAG.
+def tags_options(dataset):
+    section = cfgmod.dataset_config(config, dataset)
+    return {"file": section.get("tags", tagsmod.DEFAULT_TAGS), "holdout": section.get("holdout", 0.1),
+            "seed": config["seed"]}
+
+
+@functools.cache
+def tags_classes(dataset):
+    return tagsmod.resolve_classes(root(dataset), "auto", tags_options(dataset)["file"])
+
+
+@functools.cache
+def tags_check(dataset):
+    """The tags dataset checked while the DAG is built (tags file, every image and mask header,
+    splits), so bad input stops `snakemake -n` with the file and line; warnings go to stderr."""
+    from tqdm import tqdm
+
+    section, opts = cfgmod.dataset_config(config, dataset), tags_options(dataset)
+    progress = lambda ids: tqdm(ids, desc=f"{dataset}: image headers", disable=len(ids) < 2000, file=sys.stderr)  # noqa: E731
+    result = tagsmod.check_dataset(root(dataset), opts["file"], section["classes"], section["splits"],
+                                   opts["holdout"], opts["seed"], progress=progress)
+    for warning in result.warnings:
+        print(f"WARNING: {warning}", file=sys.stderr)
+    return result
+
+
+# the role whose split each tags-dataset split view filters; `scored_val` is the val split as scored
+TAGS_VIEWS = {"classifier": "", "classifier_val": "", "cams": ":tagged", "seeds": ":tagged:masked",
+              "val": "", "scored_val": ":masked"}
+
+
+def split_of(dataset, role):
+    """The split a stage gets for a role of config key `splits` (scored_val: the val split where scored)."""
+    split = ds(dataset)["splits"][role.removeprefix("scored_")]
+    # a role not listed (a scoring role such as a calibration split) reads the tagged, masked images
+    return split + TAGS_VIEWS.get(role, ":tagged:masked") if dataset in TAGS else split
+
+
+def masked_count(dataset, role):
+    """How many images of the role's split (as split_of gives it) have a mask; None: all (not a tags
+    dataset). A demo in tags layout says by generator.masks which of its splits have masks."""
+    if dataset not in TAGS:
+        return None
+    section = cfgmod.dataset_config(config, dataset)
+    if section["kind"] == "demo":
+        coverage = section["generator"].get("masks", "all")
+        split = section["splits"][role.removeprefix("scored_")]
+        return None if coverage == "all" or (coverage == "val" and split == "val") else 0
+    counts = tags_check(dataset).splits[role.removeprefix("scored_")]
+    return counts["tagged_masked"] if ":tagged" in TAGS_VIEWS.get(role, ":tagged:masked") else counts["masked"]
+
+
+def scored(dataset, role):
+    """Whether a scoring step on the role's split has any mask to score against."""
+    return masked_count(dataset, role) != 0
+
+
+def fully_masked(dataset, role):
+    """Every image of the role's split has a mask (the ground truth can train the reference network)."""
+    count = masked_count(dataset, role)
+    if count is None or count == 0:
+        return count is None
+    return count == tags_check(dataset).splits[role]["tagged"]
+
+
+def if_scored(role, inputs):
+    """Inputs (a path or an input function) that exist only where the role's split has masks."""
+    def paths(wildcards):
+        if not scored(wildcards.dataset, role):
+            return []
+        found = inputs(wildcards) if callable(inputs) else inputs.format(dataset=wildcards.dataset)
+        return [found] if isinstance(found, str) else found
+    return paths
+
+
+def if_full(path):
+    """The fully-supervised reference's files: only where every image of the cams split has a mask."""
+    return lambda wildcards: [path.format(dataset=wildcards.dataset)] if fully_masked(wildcards.dataset, "cams") else []
+
+
+# results/{dataset}/all (rules/deliverables.smk)
+def unlabelled_folder(dataset):
+    folder = Path(root(dataset)) / "unlabelled"
+    return str(folder) if folder.is_dir() else None
+
+
+def deliverable_files(wildcards):
+    d = wildcards.dataset
+    files = {
+        "pseudo_png": final_input("results/{dataset}/pseudo/{method}")(wildcards),
+        "segnet": final_input("results/{dataset}/segnet/{method}.pt")(wildcards),
+        "pred_png": final_input("results/{dataset}/pred/{method}")(wildcards),
+        "report": f"results/{d}/report.html",
+    }
+    if unlabelled_folder(d):
+        files["unlabelled"] = f"results/{d}/unlabelled"
+    if scored(d, "scored_val"):
+        files["miou"] = f"results/{d}/miou.json"
+    return files

@@ -10,8 +10,8 @@ rule refine:
         tally=shard_file("results/{dataset}/pseudo/{method}.json"),
     params:
         data=lambda wc: dataset_args(wc.dataset),
-        split=lambda wc: ds(wc.dataset)["splits"]["cams"],
-        eval_split=lambda wc: ds(wc.dataset)["splits"]["seeds"],
+        split=lambda wc: split_of(wc.dataset, "cams"),
+        eval_split=lambda wc: split_of(wc.dataset, "seeds"),
         settings=settings("refine"),
         bg=lambda wc: cfgmod.stage_config(config, wc.dataset, "seeds")["bg_threshold"],
     threads: THREADS

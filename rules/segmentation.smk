@@ -11,7 +11,7 @@ rule train_segmentation:
         report="results/{dataset}/segnet/{labels}.json",
     params:
         data=lambda wc: dataset_args(wc.dataset),
-        split=lambda wc: ds(wc.dataset)["splits"]["cams"],
+        split=lambda wc: split_of(wc.dataset, "cams"),
         labels=lambda wc, input: input.labels or "gt",
         settings=settings("train_segmentation"),
         device=config["device"],

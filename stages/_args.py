@@ -23,13 +23,15 @@ def add_dataset(p: argparse.ArgumentParser, split_flags=("--split",)) -> None:
     p.add_argument("--classes", required=True, type=json.loads, help="JSON list of class names, background first")
     p.add_argument("--coco-cache", default=None,
                    help="a COCO-format dataset: the results directory holding its index and masks")
+    p.add_argument("--tags", default=None, type=json.loads,
+                   help='a tags dataset: JSON {"file": tags file under root, "holdout": fraction, "seed": int}')
     for flag in split_flags:
-        p.add_argument(flag, required=True, help="split name (ImageSets/Segmentation/<split>.txt)")
+        p.add_argument(flag, required=True, help="split name (ImageSets/Segmentation/<split>.txt; a tags dataset's: pipeline/data/tags.py)")
 
 
 def dataset(args, split: str):
     """The reader of a split of the dataset that add_dataset's arguments name."""
-    return open_split(args.root, args.classes, split, args.coco_cache)
+    return open_split(args.root, args.classes, split, args.coco_cache, args.tags)
 
 
 def cams_scoring(description: str, stage: str, argv, masks: bool):
@@ -75,7 +77,7 @@ def add_demo_generator(p: argparse.ArgumentParser) -> None:
     p.add_argument("--classes", required=True, type=json.loads)
     p.add_argument("--generator", required=True, type=json_arg,
                    help="JSON: seed, n_train, n_val, min_size, max_size, collar_tint, collar_reach, "
-                        "format (voc | coco)")
+                        "format (voc | coco | tags), masks (format tags: all | val | none)")
 
 
 def add_runtime(p: argparse.ArgumentParser) -> None:

@@ -1,4 +1,5 @@
-"""Generate the demo dataset in VOC layout (or, with generator format 'coco', in COCO layout):
+"""Generate the demo dataset in VOC layout (or, with generator format 'coco', in COCO layout; with
+format 'tags', as images with a tags file and the masks generator.masks says):
 python -m stages.make_demo --out DIR ..."""
 import shutil
 import tempfile
@@ -6,7 +7,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from pipeline.data import coco_export, demo
+from pipeline.data import coco_export, demo, tags
 from stages._args import add_demo_generator, parser
 from stages._main import stage_main
 
@@ -18,14 +19,18 @@ def main(argv=None) -> None:
     add_demo_generator(p)
     args = p.parse_args(argv)
     layout = args.generator.pop("format", "voc")
+    masks = args.generator.pop("masks", "all")
     progress = lambda jobs: tqdm(jobs, desc="demo images")  # noqa: E731
-    if layout == "coco":
-        # the same images and masks as the VOC-layout demo, converted (pipeline/data/coco_export.py)
+    if layout in ("coco", "tags"):
+        # the same images and masks as the VOC-layout demo, converted (pipeline/data/coco_export.py, tags.py)
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=Path(args.out).parent) as tmp:
             demo.generate(tmp, args.classes, progress=progress, **args.generator)
             shutil.rmtree(args.out + ".partial", ignore_errors=True)   # a leftover of an interrupted run
-            coco_export.export(tmp, Path(args.out + ".partial"), args.classes)
+            if layout == "coco":
+                coco_export.export(tmp, Path(args.out + ".partial"), args.classes)
+            else:
+                tags.export(tmp, Path(args.out + ".partial"), args.classes, masks)
         shutil.rmtree(args.out, ignore_errors=True)
         Path(args.out + ".partial").rename(args.out)
     else:

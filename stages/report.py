@@ -22,8 +22,8 @@ def main(argv=None) -> None:
     p = parser(__doc__)
     add_dataset(p, split_flags=("--split", "--val-split"))
     p.add_argument("--title", required=True)
-    p.add_argument("--miou", required=True, help="miou.json of the run")
-    p.add_argument("--seeds", nargs="+", required=True, help="seed reports, method=path")
+    p.add_argument("--miou", default=None, help="miou.json of the run (absent when the val split has no mask)")
+    p.add_argument("--seeds", nargs="+", default=[], help="seed reports, method=path (absent without train masks)")
     p.add_argument("--histories", nargs="+", required=True, help="training reports with a 'history', name=path")
     p.add_argument("--cams", required=True)
     p.add_argument("--rw", default=None, help="random-walk maps, when the run has them")
@@ -36,18 +36,27 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
 
     train, val = dataset(args, args.split), dataset(args, args.val_split)
-    miou = read(args.miou)
-    sections = [
-        report.ladder_section(miou, report.VOC_ANCHORS if args.voc_anchors else
-                              report.COCO_ANCHORS if args.coco_anchors else None,
-                              "COCO 2014" if args.coco_anchors else "VOC"),
-        report.per_class_section(miou, args.classes),
-        report.seed_curves_section({m: read(path) for m, path in named(args.seeds).items()}),
+    sections = []
+    if args.miou:
+        miou = read(args.miou)
+        sections += [
+            report.ladder_section(miou, report.VOC_ANCHORS if args.voc_anchors else
+                                  report.COCO_ANCHORS if args.coco_anchors else None,
+                                  "COCO 2014" if args.coco_anchors else "VOC"),
+            report.per_class_section(miou, args.classes)]
+    else:
+        sections.append(report.no_scores_note(val))
+    if args.seeds:
+        sections.append(report.seed_curves_section({m: read(path) for m, path in named(args.seeds).items()}))
+    preds = {name: ArtifactReader(path) for name, path in named(args.preds).items()}
+    sections += [
+        report.pixel_shares_section({"pseudo-labels": ArtifactReader(args.pseudo),
+                                     **{f"prediction ({name})": maps for name, maps in preds.items()}},
+                                    args.classes),
         report.training_section({name: read(path)["history"] for name, path in named(args.histories).items()}),
         report.train_overlays(train, ArtifactReader(args.cams), ArtifactReader(args.rw) if args.rw else None,
                               ArtifactReader(args.pseudo), train.ids[:args.samples]),
-        report.val_overlays(val, {name: ArtifactReader(path) for name, path in named(args.preds).items()},
-                            val.ids[:args.samples]),
+        report.val_overlays(val, preds, val.ids[:args.samples]),
     ]
     out = Path(args.out)
     tmp = out.with_name(out.name + ".tmp")

@@ -72,12 +72,21 @@ def validate(config: dict) -> dict:
         gen = ds.get("generator", {})
         if gen.get("min_size", 0) > gen.get("max_size", 1 << 30):
             raise ConfigError(f"config key 'datasets.{name}.generator': min_size > max_size")
-        if ds["kind"] in ("voc", "coco") and "root" not in ds:
+        if ds["kind"] in ("voc", "coco", "tags") and "root" not in ds:
             raise ConfigError(f"config key 'datasets.{name}.root' is required for kind '{ds['kind']}'")
         for key in ("images", "annotations"):
             if key in ds and not is_coco(ds):
                 raise ConfigError(f"config key 'datasets.{name}.{key}' applies to COCO-format datasets only")
-        if len(set(ds["classes"])) != len(ds["classes"]):
+        for key in ("tags", "holdout"):
+            if key in ds and ds["kind"] != "tags":
+                raise ConfigError(f"config key 'datasets.{name}.{key}' applies to kind 'tags' only")
+        if "masks" in ds.get("generator", {}) and not is_tags(ds):
+            raise ConfigError(f"config key 'datasets.{name}.generator.masks' applies to format 'tags' only")
+        if ds["classes"] == "auto":
+            if ds["kind"] != "tags":
+                raise ConfigError(f"config key 'datasets.{name}.classes': 'auto' applies to kind 'tags' only "
+                                  "(it reads the classes from the tags file)")
+        elif len(set(ds["classes"])) != len(ds["classes"]):
             raise ConfigError(f"config key 'datasets.{name}.classes' has duplicate names")
         affinity = stage_config(config, name, "affinity")
         if len(affinity["levels"]) != len(affinity["dims"]) or affinity["levels"] != sorted(set(affinity["levels"])):
@@ -143,6 +152,11 @@ def timm_model_names() -> frozenset[str]:
 def is_coco(dataset: dict) -> bool:
     """A dataset read in COCO format: kind coco, or a demo written in that layout."""
     return dataset["kind"] == "coco" or dataset.get("generator", {}).get("format") == "coco"
+
+
+def is_tags(dataset: dict) -> bool:
+    """A dataset read as images with tags: kind tags, or a demo written in that layout."""
+    return dataset["kind"] == "tags" or dataset.get("generator", {}).get("format") == "tags"
 
 
 def load(path: str | Path) -> dict:

@@ -27,12 +27,16 @@ def _miou_row(stage: str, report: dict, split: str) -> dict:
     return {"stage": stage, "metric": "mIoU", "split": split, "value": report["miou"], "iou": report["iou"]}
 
 
-def ladder(classifier: str, seeds: str, pseudo: str, segmentation: dict, full: dict | None) -> list[dict]:
-    """Rows {stage, metric, split, value[, iou]} in pipeline order from the stages' JSON reports."""
-    clf, seed, refined = _read(classifier), _read(seeds), _read(pseudo)
-    rows = [{"stage": "classifier", "metric": "mAP", "split": clf["val_split"], "value": clf["val_map"]},
-            _miou_row(f"seeds ({seed['method']} @ {seed['threshold']})", seed, seed["split"])]
-    rows += [_miou_row(f"pseudo-labels: {step['step']}", step, refined["eval_split"]) for step in refined["ladder"]]
+def ladder(classifier: str, seeds: str | None, pseudo: str, segmentation: dict, full: dict | None) -> list[dict]:
+    """Rows {stage, metric, split, value[, iou]} in pipeline order from the stages' JSON reports.
+    A stage scored on no image (a dataset whose train images have no mask) has no row."""
+    clf, refined = _read(classifier), _read(pseudo)
+    rows = [{"stage": "classifier", "metric": "mAP", "split": clf["val_split"], "value": clf["val_map"]}]
+    if seeds is not None:
+        seed = _read(seeds)
+        rows.append(_miou_row(f"seeds ({seed['method']} @ {seed['threshold']})", seed, seed["split"]))
+    rows += [_miou_row(f"pseudo-labels: {step['step']}", step, refined["eval_split"])
+             for step in refined.get("ladder", []) if step.get("miou") is not None]
     rows.append(_miou_row("segmentation (weak)", segmentation, segmentation["split"]))
     if full is not None:
         rows.append(_miou_row("segmentation (full supervision)", full, full["split"]))

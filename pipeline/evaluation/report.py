@@ -2,9 +2,12 @@
 inline SVG), openable from disk.
 
 Sections: the ladder (with published VOC anchors beside it), per-class IoU of every stage, the
-seed mIoU-vs-threshold curve of every CAM method, the training curves, and sample overlays in the
-VOC palette: for train images the CAM heat map of each class, the random-walk argmax and the
-pseudo-label; for val images the predictions of the weak and the fully-supervised networks.
+seed mIoU-vs-threshold curve of every CAM method, the per-class pixel shares of the pseudo-labels
+and predictions, the training curves, and sample overlays in the VOC palette: for train images the
+CAM heat map of each class, the random-walk argmax and the pseudo-label; for val images the
+predictions of the weak and the fully-supervised networks. A dataset without masks (or with masks
+for some images: pipeline/data/tags.py) gets the sections that need none, and a ground-truth panel
+only where the image has a mask.
 """
 from __future__ import annotations
 
@@ -161,12 +164,45 @@ def render(title: str, sections: list[str]) -> str:
             + "".join(sections) + IMAGE_CHECK + "</body></html>")
 
 
+def ground_truth(voc, image_id: str) -> list[tuple[str, np.ndarray]]:
+    """The ground-truth panel, where the image has a mask (a tags dataset's may not)."""
+    has_mask = getattr(voc, "has_mask", None)
+    if has_mask is not None and not has_mask(image_id):
+        return []
+    return [("ground truth", colour_labels(voc.load_mask(image_id)))]
+
+
+def no_scores_note(voc) -> str:
+    return (f"<h2>Scores</h2><p class='note'>No image of split '{html.escape(voc.split)}' has a mask, so nothing "
+            "is scored: the pseudo-labels, the network and its predictions need none. Add masks/&lt;id&gt;.png "
+            "for some images to score them (docs/your-data.md).</p>")
+
+
+def pixel_shares(maps, classes: list[str]) -> dict[str, float]:
+    """The share of each class among the labelled pixels of every map (255 not counted)."""
+    counts = np.zeros(256, np.int64)
+    for key in maps.keys():
+        counts += np.bincount(np.asarray(maps[key]).ravel(), minlength=256)[:256]
+    total = max(int(counts[:len(classes)].sum()), 1)
+    return {name: counts[k] / total for k, name in enumerate(classes)}
+
+
+def pixel_shares_section(artifacts: dict, classes: list[str]) -> str:
+    """Per-class pixel shares (%) of the pseudo-labels and the predictions: what the run labels,
+    readable without any mask."""
+    rows = []
+    for name, maps in artifacts.items():
+        shares = pixel_shares(maps, classes)
+        rows.append([f"{name} ({len(maps)} images)", *(_pct(shares[c]) for c in classes)])
+    return "<h2>Per-class pixel shares (%)</h2>" + _table(["labels", *classes], rows)
+
+
 def train_overlays(voc, cams, rw, pseudo, image_ids: list[str]) -> str:
     """image, ground truth, the CAM of each of the image's classes, RW argmax (if any), pseudo-label."""
     rows = []
     for image_id in image_ids:
         image = voc.load_image(image_id)
-        panels = [("image", image), ("ground truth", colour_labels(voc.load_mask(image_id)))]
+        panels = [("image", image), *ground_truth(voc, image_id)]
         maps = cams[image_id].astype(np.float32)
         for class_id, cam in zip(cams.attrs(image_id)["classes"], maps):
             panels.append((f"CAM {voc.classes[class_id]}", heat_map(image, cam)))
@@ -181,7 +217,7 @@ def val_overlays(voc, predictions: dict, image_ids: list[str]) -> str:
     """image, ground truth and each network's prediction."""
     rows = []
     for image_id in image_ids:
-        panels = [("image", voc.load_image(image_id)), ("ground truth", colour_labels(voc.load_mask(image_id)))]
+        panels = [("image", voc.load_image(image_id)), *ground_truth(voc, image_id)]
         panels += [(f"prediction ({name})", colour_labels(preds[image_id])) for name, preds in predictions.items()]
         rows.append(overlay_row(image_id, panels))
     return f"<h2>Predictions ({html.escape(voc.split)})</h2>" + "".join(rows)
