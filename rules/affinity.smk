@@ -56,11 +56,42 @@ rule train_affinity:
         " --out {output.ckpt:q} --report {output.report:q} 2>&1 | tee {log:q}"
 
 
+rule calibrate_walk:
+    """random_walk.alpha auto: the background power of best walk mIoU on the calibration split."""
+    input:
+        data=dataset_files,
+        cams="results/{dataset}/cams/{method}.h5",
+        calibration_cams=calibration_inputs,
+        affinity="results/{dataset}/affinity/{method}.pt",
+    output:
+        "results/{dataset}/calibration/rw_{method}.json",
+    params:
+        data=lambda wc: dataset_args(wc.dataset),
+        split=lambda wc: ds(wc.dataset)["splits"]["cams"],
+        calibration=calibration_args,
+        settings=settings("calibrate_walk"),
+        backbone=lambda wc: cfgmod.stage_config(config, wc.dataset, "affinity")["backbone"],
+        device=config["device"],
+    threads: THREADS
+    resources:
+        gpu=GPU,
+        mem_mb=8000,
+        runtime=60,
+    log:
+        "results/{dataset}/logs/calibrate_walk_{method}.log",
+    shell:
+        "python -m stages.calibrate_walk {params.data} --split {params.split:q} --cams {input.cams:q}"
+        " {params.calibration:q} --affinity {input.affinity:q} --backbone {params.backbone:q}"
+        " --method {wildcards.method} {params.settings:q} --device {params.device:q} --threads {threads}"
+        " --out {output:q} 2>&1 | tee {log:q}"
+
+
 rule propagate:
     input:
         data=dataset_files,
         cams="results/{dataset}/cams/{method}.h5",
         affinity="results/{dataset}/affinity/{method}.pt",
+        calibration=calibration_record("rw", "random_walk", "alpha"),
     output:
         maps=shard_file("results/{dataset}/rw/{method}.h5"),
         tally=shard_file("results/{dataset}/rw/{method}.json"),
@@ -69,6 +100,7 @@ rule propagate:
         split=lambda wc: ds(wc.dataset)["splits"]["cams"],
         eval_split=lambda wc: ds(wc.dataset)["splits"]["seeds"],
         settings=settings("propagate"),
+        calibration=calibration_flag("--calibration"),
         backbone=lambda wc: cfgmod.stage_config(config, wc.dataset, "affinity")["backbone"],
         device=config["device"],
     threads: THREADS
@@ -83,5 +115,5 @@ rule propagate:
     shell:
         "python -m stages.propagate {params.data} --split {params.split:q} --eval-split {params.eval_split:q}"
         " --shard {wildcards.scatteritem} --cams {input.cams:q} --affinity {input.affinity:q} --backbone {params.backbone:q}"
-        " --method {wildcards.method} {params.settings:q} --device {params.device:q} --threads {threads}"
-        " --out {output.maps:q} --tally {output.tally:q} 2>&1 | tee {log:q}"
+        " --method {wildcards.method} {params.settings:q} {params.calibration:q} --device {params.device:q}"
+        " --threads {threads} --out {output.maps:q} --tally {output.tally:q} 2>&1 | tee {log:q}"

@@ -25,6 +25,8 @@ rule evaluate:
         seeds=final_input("results/{dataset}/seeds/{method}.json"),
         pseudo=final_input("results/{dataset}/pseudo/{method}.json"),
         full="results/{dataset}/miou_full.json",
+        walk_calibration=lambda wc: [final_input("results/{dataset}/calibration/rw_{method}.json")(wc)]
+        if uses_rw(wc.dataset) and is_auto(wc.dataset, "random_walk", "alpha") else [],
     output:
         "results/{dataset}/miou.json",
     params:
@@ -36,7 +38,8 @@ rule evaluate:
     shell:
         "python -m stages.evaluate {params.data} --split {params.split:q} --preds {input.preds:q}"
         " --method {params.method:q} --classifier {input.classifier:q} --seeds {input.seeds:q}"
-        " --pseudo {input.pseudo:q} --full {input.full:q} --out {output:q} 2>&1 | tee {log:q}"
+        " --pseudo {input.pseudo:q} --full {input.full:q} --walk-calibration {input.walk_calibration:q}"
+        " --out {output:q} 2>&1 | tee {log:q}"
 
 
 rule report:
