@@ -101,15 +101,15 @@ def validate(config: dict) -> dict:
             if step <= 0 or start > stop:
                 raise ConfigError(f"config key '{section}.sweep' [{start}, {stop}, {step}] (dataset '{name}'): "
                                   "expected [start, stop, step] with start <= stop and step > 0")
+        try:
+            check_calibration_split(name, ds["splits"])
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
         if ds["kind"] == "demo" and "calibration" in ds["splits"] and (
                 ds["splits"]["calibration"] != "calibration" or not gen.get("n_calibration")):
             raise ConfigError(f"config key 'datasets.{name}.splits.calibration': the demo's calibration split is "
                               "'calibration', drawn when 'generator.n_calibration' is above 0 "
                               f"(got '{ds['splits']['calibration']}', n_calibration {gen.get('n_calibration', 0)})")
-        try:
-            check_calibration_split(name, ds["splits"])
-        except ValueError as error:
-            raise ConfigError(str(error)) from None
         seeds = stage_config(config, name, "seeds")
         if seeds.get("per_class") and seeds["bg_threshold"] != "auto":
             raise ConfigError(f"config key 'seeds.per_class' (dataset '{name}'): per-class thresholds are chosen "
