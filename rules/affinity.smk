@@ -6,6 +6,7 @@ rule affinity_labels:
     input:
         data=dataset_files,
         cams="results/{dataset}/cams/{method}.h5",
+        calibration=label_alphas_calibration,
     output:
         labels=shard_file("results/{dataset}/affinity/{method}_labels.h5"),
         tally=shard_file("results/{dataset}/affinity/{method}_labels.json"),
@@ -14,6 +15,7 @@ rule affinity_labels:
         split=lambda wc: ds(wc.dataset)["splits"]["cams"],
         eval_split=lambda wc: ds(wc.dataset)["splits"]["seeds"],
         settings=settings("affinity_labels"),
+        calibration=calibration_flag("--calibration"),
     threads: THREADS
     resources:
         mem_mb=4000,
@@ -24,7 +26,8 @@ rule affinity_labels:
         "results/{dataset}/logs/affinity_labels_{method}.shard-{scatteritem}.log",
     shell:
         "python -m stages.affinity_labels {params.data} --split {params.split:q} --eval-split {params.eval_split:q}"
-        " --shard {wildcards.scatteritem} --cams {input.cams:q} {params.settings:q} --workers {threads}"
+        " --shard {wildcards.scatteritem} --cams {input.cams:q} {params.settings:q} {params.calibration:q}"
+        " --workers {threads}"
         " --out {output.labels:q} --tally {output.tally:q} 2>&1 | tee {log:q}"
 
 

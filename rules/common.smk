@@ -217,3 +217,11 @@ def calibration_args(wildcards, input):
         return []
     return ["--calibration-split", ds(wildcards.dataset)["splits"]["calibration"],
             "--calibration-cams", input.calibration_cams[0]]
+
+
+def label_alphas_calibration(wildcards):
+    """The seeds' calibration record when affinity.alpha_low or alpha_high is auto (derived from it)."""
+    affinity = cfgmod.stage_config(config, wildcards.dataset, "affinity")
+    if "auto" not in (affinity["alpha_low"], affinity["alpha_high"]):
+        return []
+    return [f"results/{wildcards.dataset}/calibration/seeds_{wildcards.method}.json"]

@@ -1,6 +1,7 @@
 """Background settings chosen by `auto` on a calibration split (pipeline/maps/calibration.py), each
 checked against a naive computation of the published criterion written here."""
 import itertools
+import math
 import json
 import shutil
 import subprocess
@@ -20,6 +21,7 @@ from pipeline.data import demo
 from pipeline.data.voc import VOCDataset
 from pipeline.evaluation.evaluate import ladder
 from pipeline.maps.calibration import (GridScorer, ThresholdGrid, check_calibration_split, choose, crossing_alpha,
+                                       derived_label_alphas,
                                        crossing_threshold, otsu_threshold)
 from stages import calibrate_seeds, calibrate_walk, evaluate_seeds
 
@@ -295,3 +297,15 @@ def test_grid_scorer_leaves_out_pixels_the_label_ignores():
     scorer = GridScorer([1.0], ["background", "c"])
     scorer.add(0, np.array([[0, 1, 1]], np.uint8), np.array([[0, 255, 1]], np.uint8))
     assert scorer.curve()[0]["miou"] == 1.0
+
+
+def test_the_label_powers_derived_from_the_seed_threshold_keep_psa_s_relation():
+    """At VOC's 0.15 they are psa's 4 and 32; at another threshold t both scale by
+    ln t / ln(1 - t) over ln 0.15 / ln 0.85, the ratio of the powers that cross t and 0.15."""
+    cfg = {"alpha_low": "auto", "alpha_high": "auto"}
+    values, record = derived_label_alphas({"chosen": 0.15, "mode": "calibrated"}, cfg)
+    assert values == pytest.approx({"alpha_low": 4.0, "alpha_high": 32.0})
+    scale = (math.log(0.45) / math.log(0.55)) / (math.log(0.15) / math.log(0.85))
+    values, record = derived_label_alphas({"chosen": 0.45, "mode": "heuristic"}, {**cfg, "alpha_high": 24})
+    assert values == pytest.approx({"alpha_low": 4.0 * scale, "alpha_high": 24})
+    assert record["mode"] == "derived (heuristic)" and record["auto"] == ["alpha_low"]

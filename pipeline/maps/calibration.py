@@ -165,6 +165,28 @@ def crossing_threshold(alpha: float) -> float:
     return (lo + hi) / 2
 
 
+# --- the affinity labels' two powers, derived from the seeds' threshold --------------------------
+
+PSA_LABEL_ALPHAS = {"alpha_low": 4.0, "alpha_high": 32.0}   # psa's confident foreground / background powers
+PSA_SEED_THRESHOLD = 0.15                                    # the seeds' threshold they go with (VOC)
+
+
+def derived_label_alphas(seed_record: dict, cfg: dict) -> tuple[dict, dict]:
+    """alpha_low / alpha_high set to auto: psa's 4 and 32 scaled by the ratio of the crossing power
+    of the seeds' chosen threshold to that of VOC's 0.15, so they keep the relation to the seed
+    threshold they have on VOC (a threshold of 0.15 gives exactly 4 and 32). Derived, not
+    calibrated: their output is a partial label map, whose mIoU over the labelled pixels only
+    grows as it labels less, and the criterion that counts (the walk's mIoU after AffinityNet is
+    trained on them) costs one training per grid point. Returns (the two values, the record)."""
+    scale = crossing_alpha(seed_record["chosen"]) / crossing_alpha(PSA_SEED_THRESHOLD)
+    values = {k: (PSA_LABEL_ALPHAS[k] * scale if cfg[k] == "auto" else cfg[k]) for k in PSA_LABEL_ALPHAS}
+    record = {"setting": "affinity.alpha_low, affinity.alpha_high", "mode": f"derived ({seed_record['mode']})",
+              "chosen": values, "rule": "psa's 4 / 32 x crossing_alpha(seeds threshold) / crossing_alpha(0.15)",
+              "seeds_threshold": seed_record["chosen"], "seeds_mode": seed_record["mode"],
+              "auto": sorted(k for k in PSA_LABEL_ALPHAS if cfg[k] == "auto")}
+    return values, record
+
+
 # --- the seeds' threshold, one for all classes or one per class ----------------------------------
 
 class ThresholdGrid:
