@@ -6,6 +6,7 @@ rule affinity_labels:
     input:
         data=dataset_files,
         cams="results/{dataset}/cams/{method}.h5",
+        calibration=label_alphas_calibration,
     output:
         labels=shard_file("results/{dataset}/affinity/{method}_labels.h5"),
         tally=shard_file("results/{dataset}/affinity/{method}_labels.json"),
@@ -14,6 +15,7 @@ rule affinity_labels:
         split=lambda wc: split_of(wc.dataset, "cams"),
         eval_split=lambda wc: split_of(wc.dataset, "seeds"),
         settings=settings("affinity_labels"),
+        calibration=calibration_flag("--calibration"),
     threads: THREADS
     resources:
         mem_mb=4000,
@@ -26,7 +28,8 @@ rule affinity_labels:
         ENV
     shell:
         "python -m stages.affinity_labels {params.data} --split {params.split:q} --eval-split {params.eval_split:q}"
-        " --shard {wildcards.scatteritem} --cams {input.cams:q} {params.settings:q} --workers {threads}"
+        " --shard {wildcards.scatteritem} --cams {input.cams:q} {params.settings:q} {params.calibration:q}"
+        " --workers {threads}"
         " --out {output.labels:q} --tally {output.tally:q} 2>&1 | tee {log:q}"
 
 
@@ -61,11 +64,42 @@ rule train_affinity:
         " --out {output.ckpt:q} --report {output.report:q} 2>&1 | tee {log:q}"
 
 
+rule calibrate_walk:
+    """random_walk.alpha auto: the background power of best walk mIoU on the calibration split."""
+    input:
+        data=dataset_files,
+        cams="results/{dataset}/cams/{method}.h5",
+        calibration_cams=calibration_inputs,
+        affinity="results/{dataset}/affinity/{method}.pt",
+    output:
+        "results/{dataset}/calibration/rw_{method}.json",
+    params:
+        data=lambda wc: dataset_args(wc.dataset),
+        split=lambda wc: ds(wc.dataset)["splits"]["cams"],
+        calibration=calibration_args,
+        settings=settings("calibrate_walk"),
+        backbone=lambda wc: cfgmod.stage_config(config, wc.dataset, "affinity")["backbone"],
+        device=config["device"],
+    threads: THREADS
+    resources:
+        gpu=GPU,
+        mem_mb=8000,
+        runtime=60,
+    log:
+        "results/{dataset}/logs/calibrate_walk_{method}.log",
+    shell:
+        "python -m stages.calibrate_walk {params.data} --split {params.split:q} --cams {input.cams:q}"
+        " {params.calibration:q} --affinity {input.affinity:q} --backbone {params.backbone:q}"
+        " --method {wildcards.method} {params.settings:q} --device {params.device:q} --threads {threads}"
+        " --out {output:q} 2>&1 | tee {log:q}"
+
+
 rule propagate:
     input:
         data=dataset_files,
         cams="results/{dataset}/cams/{method}.h5",
         affinity="results/{dataset}/affinity/{method}.pt",
+        calibration=calibration_record("rw", "random_walk", "alpha"),
     output:
         maps=shard_file("results/{dataset}/rw/{method}.h5"),
         tally=shard_file("results/{dataset}/rw/{method}.json"),
@@ -74,6 +108,7 @@ rule propagate:
         split=lambda wc: split_of(wc.dataset, "cams"),
         eval_split=lambda wc: split_of(wc.dataset, "seeds"),
         settings=settings("propagate"),
+        calibration=calibration_flag("--calibration"),
         backbone=lambda wc: cfgmod.stage_config(config, wc.dataset, "affinity")["backbone"],
         device=config["device"],
         amp=config["amp"],
@@ -91,5 +126,5 @@ rule propagate:
     shell:
         "python -m stages.propagate {params.data} --split {params.split:q} --eval-split {params.eval_split:q}"
         " --shard {wildcards.scatteritem} --cams {input.cams:q} --affinity {input.affinity:q} --backbone {params.backbone:q}"
-        " --method {wildcards.method} {params.settings:q} --device {params.device:q} --amp {params.amp:q} --threads {threads}"
-        " --out {output.maps:q} --tally {output.tally:q} 2>&1 | tee {log:q}"
+        " --method {wildcards.method} {params.settings:q} {params.calibration:q} --device {params.device:q}"
+        " --amp {params.amp:q} --threads {threads} --out {output.maps:q} --tally {output.tally:q} 2>&1 | tee {log:q}"

@@ -33,23 +33,72 @@ rule extract_cams:
         " --device {params.device:q} --amp {params.amp:q} --threads {threads} --out {output.maps:q} --tally {output.tally:q} 2>&1 | tee {log:q}"
 
 
+rule extract_cams_calibration:
+    """The CAMs of the calibration split (a few images), on which `auto` settings are chosen."""
+    input:
+        data=dataset_files,
+        ckpt=classifier_ckpt,
+    output:
+        maps="results/{dataset}/calibration/cams_{method}.h5",
+        tally="results/{dataset}/calibration/cams_{method}.tally.json",
+    params:
+        data=lambda wc: dataset_args(wc.dataset),
+        split=lambda wc: ds(wc.dataset)["splits"]["calibration"],
+        settings=settings("extract_cams"),
+        backbone=lambda wc: cfgmod.stage_config(config, wc.dataset, NETS[classifier_of(wc.method)])["backbone"],
+        device=config["device"],
+    threads: THREADS
+    resources:
+        gpu=GPU,
+        mem_mb=8000,
+        runtime=60,
+    log:
+        "results/{dataset}/logs/extract_cams_calibration_{method}.log",
+    shell:
+        "python -m stages.extract_cams {params.data} --split {params.split:q}"
+        " --classifier {input.ckpt:q} --backbone {params.backbone:q} --method {wildcards.method} {params.settings:q}"
+        " --device {params.device:q} --threads {threads} --out {output.maps:q} --tally {output.tally:q} 2>&1 | tee {log:q}"
+
+
+rule calibrate_seeds:
+    """seeds.bg_threshold auto: the threshold of best seed mIoU on the calibration split."""
+    input:
+        data=dataset_files,
+        cams="results/{dataset}/cams/{method}.h5",
+        calibration_cams=calibration_inputs,
+    output:
+        "results/{dataset}/calibration/seeds_{method}.json",
+    params:
+        data=lambda wc: dataset_args(wc.dataset),
+        split=lambda wc: ds(wc.dataset)["splits"]["cams"],
+        calibration=calibration_args,
+        settings=settings("calibrate_seeds"),
+    log:
+        "results/{dataset}/logs/calibrate_seeds_{method}.log",
+    shell:
+        "python -m stages.calibrate_seeds {params.data} --split {params.split:q} --cams {input.cams:q}"
+        " {params.calibration:q} --method {wildcards.method} {params.settings:q} --out {output:q} 2>&1 | tee {log:q}"
+
+
 rule evaluate_seeds:
     input:
         data=dataset_files,
         cams="results/{dataset}/cams/{method}.h5",
+        calibration=calibration_record("seeds", "seeds", "bg_threshold"),
     output:
         "results/{dataset}/seeds/{method}.json",
     params:
         data=lambda wc: dataset_args(wc.dataset),
         split=lambda wc: split_of(wc.dataset, "seeds"),
         settings=settings("evaluate_seeds"),
+        calibration=calibration_flag("--calibration"),
     log:
         "results/{dataset}/logs/evaluate_seeds_{method}.log",
     conda:
         ENV
     shell:
         "python -m stages.evaluate_seeds {params.data} --split {params.split:q} --cams {input.cams:q}"
-        " --method {wildcards.method} {params.settings:q} --out {output:q} 2>&1 | tee {log:q}"
+        " --method {wildcards.method} {params.settings:q} {params.calibration:q} --out {output:q} 2>&1 | tee {log:q}"
 
 
 rule evaluate_boxes:

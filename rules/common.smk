@@ -20,6 +20,7 @@ from pipeline.data import tags as tagsmod
 from pipeline.data.check import check_batches
 from pipeline.data.voc import VOCDataset
 from pipeline.models.check import check_weights
+from pipeline.maps.calibration import check_calibration_split
 from stages._settings import STAGE_SETTINGS, stage_argv
 
 cfgmod.validate(config)
@@ -169,11 +170,14 @@ def checked_training(dataset):
 
 @functools.cache
 def checked_split_lists(dataset):
-    lists = set()
+    lists, ids = set(), {}
     for role, split in ds(dataset)["splits"].items():
         voc = VOCDataset(root(dataset), ds(dataset)["classes"], split)
-        voc.check(masks=role in ("seeds", "val"))
+        voc.check(masks=role in ("seeds", "val", "calibration"))
         lists.add(str(voc.split_file(split)))
+        ids[role] = voc.ids
+    # the calibration images must not be among those a result is scored on (docs/calibration.md)
+    check_calibration_split(dataset, ds(dataset)["splits"], ids if "calibration" in ids else None)
     return sorted(lists)
 
 
@@ -189,7 +193,8 @@ def coco_files(dataset):
     """The index of every split, and the masks of the splits that are scored."""
     splits = ds(dataset)["splits"]
     return sorted({str(cocomod.index_path(f"results/{dataset}", s)) for s in splits.values()}
-                  | {str(cocomod.masks_path(f"results/{dataset}", splits[r])) for r in ("seeds", "val")})
+                  | {str(cocomod.masks_path(f"results/{dataset}", splits[r]))
+                     for r in ("seeds", "val", "calibration") if r in splits})
 
 
 def coco_layout(dataset):
@@ -353,3 +358,44 @@ def deliverable_files(wildcards):
     if scored(d, "scored_val"):
         files["miou"] = f"results/{d}/miou.json"
     return files
+# Background settings set to `auto` (docs/calibration.md): chosen by rules calibrate_seeds and
+# calibrate_walk on the dataset's calibration split (or by the label-free heuristic without one).
+def is_auto(dataset, section, key):
+    return cfgmod.stage_config(config, dataset, section)[key] == "auto"
+
+
+def calibration_record(name, section, key):
+    """The calibration JSON a rule reads when section.key is auto (no input otherwise)."""
+    def path(wildcards):
+        if not is_auto(wildcards.dataset, section, key):
+            return []
+        return [f"results/{wildcards.dataset}/calibration/{name}_{wildcards.method}.json"]
+    return path
+
+
+def calibration_flag(flag):
+    """`flag FILE` for the calibration input of a rule, nothing when its setting is fixed."""
+    return lambda wildcards, input: [flag, input.calibration[0]] if input.calibration else []
+
+
+def calibration_inputs(wildcards):
+    """The calibration split's CAMs, when the dataset names a calibration split."""
+    if "calibration" not in ds(wildcards.dataset)["splits"]:
+        return []
+    return [f"results/{wildcards.dataset}/calibration/cams_{wildcards.method}.h5"]
+
+
+def calibration_args(wildcards, input):
+    """--calibration-split and --calibration-cams, or nothing (the label-free heuristic)."""
+    if not input.calibration_cams:
+        return []
+    return ["--calibration-split", ds(wildcards.dataset)["splits"]["calibration"],
+            "--calibration-cams", input.calibration_cams[0]]
+
+
+def label_alphas_calibration(wildcards):
+    """The seeds' calibration record when affinity.alpha_low or alpha_high is auto (derived from it)."""
+    affinity = cfgmod.stage_config(config, wildcards.dataset, "affinity")
+    if "auto" not in (affinity["alpha_low"], affinity["alpha_high"]):
+        return []
+    return [f"results/{wildcards.dataset}/calibration/seeds_{wildcards.method}.json"]

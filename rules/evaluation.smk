@@ -27,6 +27,8 @@ rule evaluate:
         seeds=if_scored("seeds", final_input("results/{dataset}/seeds/{method}.json")),
         pseudo=final_input("results/{dataset}/pseudo/{method}.json"),
         full=if_full("results/{dataset}/miou_full.json"),
+        walk_calibration=lambda wc: [final_input("results/{dataset}/calibration/rw_{method}.json")(wc)]
+        if uses_rw(wc.dataset) and is_auto(wc.dataset, "random_walk", "alpha") else [],
     output:
         "results/{dataset}/miou.json",
     params:
@@ -35,6 +37,7 @@ rule evaluate:
         method=lambda wc: cfgmod.stage_config(config, wc.dataset, "segmentation")["labels_from"],
         seeds=lambda wc, input: ["--seeds", *input.seeds] if input.seeds else [],
         full=lambda wc, input: ["--full", *input.full] if input.full else [],
+        walk_calibration=lambda wc, input: ["--walk-calibration", *input.walk_calibration] if input.walk_calibration else [],
     log:
         "results/{dataset}/logs/evaluate.log",
     conda:
@@ -42,7 +45,7 @@ rule evaluate:
     shell:
         "python -m stages.evaluate {params.data} --split {params.split:q} --preds {input.preds:q}"
         " --method {params.method:q} --classifier {input.classifier:q} {params.seeds:q}"
-        " --pseudo {input.pseudo:q} {params.full:q} --out {output:q} 2>&1 | tee {log:q}"
+        " --pseudo {input.pseudo:q} {params.full:q} {params.walk_calibration:q} --out {output:q} 2>&1 | tee {log:q}"
 
 
 rule report:

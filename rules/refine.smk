@@ -5,6 +5,7 @@ rule refine:
     input:
         data=dataset_files,
         maps=refine_source,
+        calibration=lambda wc: calibration_record("seeds", "seeds", "bg_threshold")(wc) if not uses_rw(wc.dataset) else [],
     output:
         labels=shard_file("results/{dataset}/pseudo/{method}.h5"),
         tally=shard_file("results/{dataset}/pseudo/{method}.json"),
@@ -14,6 +15,7 @@ rule refine:
         eval_split=lambda wc: split_of(wc.dataset, "seeds"),
         settings=settings("refine"),
         bg=lambda wc: cfgmod.stage_config(config, wc.dataset, "seeds")["bg_threshold"],
+        calibration=calibration_flag("--bg-calibration"),
     threads: THREADS
     resources:
         mem_mb=4000,
@@ -27,5 +29,5 @@ rule refine:
     shell:
         "python -m stages.refine {params.data} --split {params.split:q} --eval-split {params.eval_split:q}"
         " --shard {wildcards.scatteritem} --maps {input.maps:q} --method {wildcards.method}"
-        " --bg-threshold {params.bg:q} {params.settings:q} --workers {threads} --out {output.labels:q}"
+        " --bg-threshold {params.bg:q} {params.calibration:q} {params.settings:q} --workers {threads} --out {output.labels:q}"
         " --tally {output.tally:q} 2>&1 | tee {log:q}"

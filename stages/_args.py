@@ -34,13 +34,15 @@ def dataset(args, split: str):
     return open_split(args.root, args.classes, split, args.coco_cache, args.tags)
 
 
-def cams_scoring(description: str, stage: str, argv, masks: bool):
+def cams_scoring(description: str, stage: str, argv, masks: bool, extra=()):
     """A stage that scores one method's CAMs on a split into a JSON report (seeds, boxes):
-    (arguments, settings, the split's reader, checked)."""
+    (arguments, settings, the split's reader, checked). `extra`: (flag, help) of optional paths."""
     p = parser(description)
     add_dataset(p)
     p.add_argument("--cams", required=True, help="HDF5 written by extract_cams")
     p.add_argument("--method", required=True)
+    for flag, help_text in extra:
+        p.add_argument(flag, default=None, help=help_text)
     add_settings(p, stage)
     p.add_argument("--out", required=True, help="JSON output")
     args, cfg = parse(p, argv)

@@ -22,10 +22,12 @@ STAGE_SETTINGS = {
     "train_classifier": ("vit_classifier", None, ()),   # the CNN's are classifier's keys alone
     "extract_cams": ("cams", ("scales", "flip", "fullycam_levels", "max_side"), ()),
     "evaluate_seeds": ("seeds", None, ()),
+    "calibrate_seeds": ("seeds", ("sweep", "per_class"), ()),
     "evaluate_boxes": ("boxes", None, ()),
     "affinity_labels": ("affinity", AFFINITY_LABEL_KEYS, ()),
     "train_affinity": ("affinity", None, AFFINITY_LABEL_KEYS),
-    "propagate": ("random_walk", None, ()),
+    "propagate": ("random_walk", None, ("alpha_grid",)),
+    "calibrate_walk": ("random_walk", None, ()),
     "refine": ("refine", None, ()),
     "train_segmentation": ("segmentation", None, (*SEGMENTATION_TEST_KEYS, "labels_from")),
     "predict": ("segmentation", SEGMENTATION_TEST_KEYS, ()),

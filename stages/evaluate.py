@@ -20,6 +20,8 @@ def main(argv=None) -> None:
     p.add_argument("--seeds", help="seed report of the method (JSON)")
     p.add_argument("--pseudo", help="refinement report of the method (JSON)")
     p.add_argument("--full", help="miou_full.json of the fully-supervised reference")
+    p.add_argument("--walk-calibration", nargs="*", default=[],
+                   help="the calibrate_walk record (random_walk.alpha auto), shown on the ladder's rw row")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
 
@@ -31,11 +33,13 @@ def main(argv=None) -> None:
         print(f"evaluate: {args.split} mIoU {scores['miou']:.4f} (full supervision) -> {args.out}")
     else:
         full = json.loads(Path(args.full).read_text()) if args.full else None
-        rows = ladder(args.classifier, args.seeds, args.pseudo, scores, full)
+        rows = ladder(args.classifier, args.seeds, args.pseudo, scores, full, args.walk_calibration)
         report = final_report(scores, rows, full, args.method)
         write_json(args.out, report)
         for row in rows:
-            print(f"  {row['stage']:<40} {row['metric']:<5} {row['split']:<10} {row['value']:.4f}")
+            chosen = f"  ({row['calibration']['setting']} = {row['calibration']['chosen']:g}, " \
+                f"{row['calibration']['mode']})" if "calibration" in row else ""
+            print(f"  {row['stage']:<40} {row['metric']:<5} {row['split']:<10} {row['value']:.4f}{chosen}")
         ratio = report["weak_over_full"]
         print(f"evaluate: {args.split} mIoU {scores['miou']:.4f}" + (f", weak / full {ratio:.3f}" if ratio else "")
               + f" -> {args.out}")

@@ -27,15 +27,17 @@ def main(argv=None) -> None:
         with tempfile.TemporaryDirectory(dir=Path(args.out).parent) as tmp:
             demo.generate(tmp, args.classes, progress=progress, **args.generator)
             shutil.rmtree(args.out + ".partial", ignore_errors=True)   # a leftover of an interrupted run
+            splits = ("train", "val", demo.CALIBRATION) if args.generator.get("n_calibration") else ("train", "val")
             if layout == "coco":
-                coco_export.export(tmp, Path(args.out + ".partial"), args.classes)
+                coco_export.export(tmp, Path(args.out + ".partial"), args.classes, splits)
             else:
-                tags.export(tmp, Path(args.out + ".partial"), args.classes, masks)
+                tags.export(tmp, Path(args.out + ".partial"), args.classes, masks, splits)
         shutil.rmtree(args.out, ignore_errors=True)
         Path(args.out + ".partial").rename(args.out)
     else:
         demo.generate(args.out, args.classes, progress=progress, **args.generator)
-    print(f"make_demo: {args.generator['n_train']} train + {args.generator['n_val']} val images in {args.out} "
+    calibration = f" + {n} calibration" if (n := args.generator.get("n_calibration")) else ""
+    print(f"make_demo: {args.generator['n_train']} train + {args.generator['n_val']} val{calibration} images in {args.out} "
           f"({layout} layout)")
 
 

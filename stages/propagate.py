@@ -1,4 +1,7 @@
 """Random-walk propagation of one shard's CAMs over AffinityNet affinities: python -m stages.propagate ..."""
+import json
+from pathlib import Path
+
 from pipeline.affinity.propagate import argmax_confusion, propagate
 from pipeline.core.device import set_threads
 from pipeline.core.store import ArtifactReader
@@ -16,7 +19,14 @@ def main(argv=None) -> None:
     p.add_argument("--backbone", default=None, help="expected backbone (config); a mismatch is an error")
     p.add_argument("--method", required=True)
     add_settings(p, "propagate")
+    p.add_argument("--calibration", default=None, help="JSON of stages.calibrate_walk (alpha auto)")
     args, cfg = parse(p, argv)
+    record = None
+    if cfg["alpha"] == "auto":
+        if args.calibration is None:
+            raise SystemExit("random_walk.alpha is auto: --calibration (the JSON of stages.calibrate_walk) is required")
+        record = json.loads(Path(args.calibration).read_text())
+        cfg["alpha"] = record["chosen"]
 
     set_threads(args.threads)
     voc, eval_voc = shard_datasets(args, eval_split=True)
@@ -25,7 +35,8 @@ def main(argv=None) -> None:
         tally = propagate(model, meta, ArtifactReader(args.cams), voc, args.out, cfg, device, affinity=args.affinity)
     confusion = argmax_confusion(ArtifactReader(args.out), eval_voc, desc="random-walk mIoU")
     write_json(args.tally, {"method": args.method, "split": args.split, "eval_split": args.eval_split,
-                            "eval_images": len(eval_voc), **tally, "confusion": [["rw", confusion.tolist()]]})
+                            "eval_images": len(eval_voc), **tally, **({"calibration": record} if record else {}),
+                            "confusion": [["rw", confusion.tolist()]]})
     print(f"propagate: {args.method} random walk of {len(voc)} images of shard {args.shard} ({tally['computed_now']} "
           f"computed now) -> {args.out}")
 

@@ -62,4 +62,4 @@ def test_named_options_override_the_json_section():
     add_settings(p, "propagate")
     cfg = settings(p.parse_args(["--cfg", '{"radius": 5, "beta": 8, "logt": 8, "alpha": 16}', "--logt", "5"]))
     assert cfg == {"alpha": 16, "beta": 8, "logt": 5, "radius": 5}
-    assert settings(p.parse_args([])) == dict(sorted(cfgmod.defaults("random_walk").items()))
+    assert settings(p.parse_args([])) == dict(sorted(stage_values("propagate", cfgmod.defaults("random_walk")).items()))

@@ -20,6 +20,7 @@ from pipeline.core.store import ArtifactReader, ArtifactWriter, file_digest
 from pipeline.data.transforms import to_tensor
 from pipeline.data.voc import VOCDataset
 from pipeline.maps.background import background_score
+from pipeline.maps.calibration import GridScorer
 from pipeline.maps.io import argmax_label, confusion_split, image_and_maps
 from pipeline.models.affinity_net import AffinityNet
 
@@ -41,9 +42,15 @@ def walk_maps(features: torch.Tensor, cams: np.ndarray, stride: int, cfg: dict) 
     """cams (K, H, W) and their background score, average-pooled onto the grid of features (D, h, w)
     (the image padded to a multiple of stride), walked 2^logt steps over the features' affinities,
     upsampled and cropped back -> float32 (1 + K, H, W): background first."""
-    h, w = cams.shape[1:]
-    stack = torch.from_numpy(np.concatenate([background_score(cams, cfg["alpha"])[None], cams]).astype(np.float32))
-    stack = F.pad(stack, (0, -w % stride, 0, -h % stride))
+    return walk_stack(features, np.concatenate([background_score(cams, cfg["alpha"])[None], cams]), stride, cfg)
+
+
+@torch.no_grad()
+def walk_stack(features: torch.Tensor, maps: np.ndarray, stride: int, cfg: dict) -> np.ndarray:
+    """Any (C, H, W) maps walked as walk_maps walks [background, CAMs]: the walk is linear and
+    walks each channel on its own, so several background channels walk in one pass."""
+    h, w = maps.shape[1:]
+    stack = F.pad(torch.from_numpy(maps.astype(np.float32)), (0, -w % stride, 0, -h % stride))
     # every channel, background included, is padded with 0, as psa's infer_aff
     grid_maps = F.avg_pool2d(stack[None], stride)[0].to(features.device)
     # float32 throughout: pipeline/affinity/random_walk.py says why float64 buys nothing here
@@ -76,3 +83,34 @@ def argmax_confusion(maps: ArtifactReader, voc: VOCDataset, desc: str = "mIoU") 
     """The confusion matrix of the per-pixel argmax of maps whose `classes` attribute names each
     channel, over the images of voc."""
     return confusion_split(voc, lambda image_id: argmax_label(maps, image_id), desc, "argmax map", maps.path)
+
+
+SETTING = "random_walk.alpha"
+
+
+@torch.no_grad()
+def alpha_curve(model: AffinityNet, meta: dict, cams: ArtifactReader, voc: VOCDataset, alphas: list[float],
+                cfg: dict, device) -> GridScorer:
+    """The walk's label map for every background power of `alphas` on the images of voc, scored
+    against their masks: the background (1 - max CAM)^alpha of each alpha is walked beside the
+    CAMs in one pass (one channel each), and each alpha's label is the argmax over [its walked
+    background, the walked CAMs], in float16 as the rw artifact stores them."""
+    model.eval().to(device)
+    scorer = GridScorer(alphas, voc.classes)
+    s, g = model.stride, len(alphas)
+    for image_id in tqdm(voc.ids, desc="walk calibration"):
+        image, maps, class_ids = image_and_maps(voc, cams, image_id)
+        gt = voc.load_mask(image_id)
+        if gt.shape != maps.shape[1:]:
+            raise ValueError(f"CAMs of '{image_id}' in {cams.path} are {maps.shape[1:]}, its mask "
+                             f"{voc.mask_path(image_id)} is {gt.shape}")
+        h, w = image.shape[:2]
+        x = F.pad(to_tensor(image, meta["mean"], meta["std"]), (0, -w % s, 0, -h % s))
+        features = model(x[None].to(device))[0]
+        backgrounds = np.stack([background_score(maps, a) for a in alphas])
+        walked = walk_stack(features, np.concatenate([backgrounds, maps]), s, cfg).astype(np.float16)
+        ids = np.asarray([0, *class_ids], np.uint8)
+        for k in range(g):
+            scorer.add(k, gt, ids[np.concatenate([walked[k:k + 1], walked[g:]]).argmax(0)])
+        scorer.images += 1
+    return scorer

@@ -11,6 +11,7 @@ import jsonschema
 import yaml
 
 from pipeline.core.cam_methods import ALL_METHODS
+from pipeline.maps.calibration import check_calibration_split
 
 SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
 DEFAULTS_PATH = Path(__file__).resolve().parents[2] / "config.yaml"   # the checkout's defaults
@@ -109,6 +110,19 @@ def validate(config: dict) -> dict:
             if step <= 0 or start > stop:
                 raise ConfigError(f"config key '{section}.sweep' [{start}, {stop}, {step}] (dataset '{name}'): "
                                   "expected [start, stop, step] with start <= stop and step > 0")
+        try:
+            check_calibration_split(name, ds["splits"])
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+        if ds["kind"] == "demo" and "calibration" in ds["splits"] and (
+                ds["splits"]["calibration"] != "calibration" or not gen.get("n_calibration")):
+            raise ConfigError(f"config key 'datasets.{name}.splits.calibration': the demo's calibration split is "
+                              "'calibration', drawn when 'generator.n_calibration' is above 0 "
+                              f"(got '{ds['splits']['calibration']}', n_calibration {gen.get('n_calibration', 0)})")
+        seeds = stage_config(config, name, "seeds")
+        if seeds.get("per_class") and seeds["bg_threshold"] != "auto":
+            raise ConfigError(f"config key 'seeds.per_class' (dataset '{name}'): per-class thresholds are chosen "
+                              f"on the calibration split, so they need bg_threshold auto (got {seeds['bg_threshold']})")
         _check_backbones(config, name)
     return config
 

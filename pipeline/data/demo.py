@@ -212,6 +212,9 @@ def _choose_classes(rng, names):
     return chosen + list(rng.choice(chosen, size=n_objects - k))
 
 
+CALIBRATION = "calibration"   # the split name of generate's n_calibration images
+
+
 def demo_image_id(split: str, index: int) -> str:
     return f"{split}_{index:04d}"
 
@@ -282,16 +285,19 @@ def _annotation_xml(image_id, h, w, classes, objects):
 
 def generate(root: str | Path, classes: list[str], seed: int, n_train: int, n_val: int,
              min_size: int, max_size: int, collar_tint: float = 0.0, collar_reach: float = 2.5,
-             progress=None) -> None:
-    """Write the whole dataset in VOC layout under root (files are overwritten)."""
+             progress=None, n_calibration: int = 0) -> None:
+    """Write the whole dataset in VOC layout under root (files are overwritten). n_calibration > 0
+    adds a `calibration` split (images with masks for choosing background settings): being a split
+    of its own, its images come from their own random stream and leave train and val unchanged."""
     unknown = [c for c in classes[1:] if c not in LOOKS]
     if unknown:
         raise ValueError(f"demo classes {unknown} unknown; the demo generator draws {list(LOOKS)}")
     root = Path(root)
     for sub in ("JPEGImages", "Annotations", "SegmentationClass", "ImageSets/Segmentation"):
         (root / sub).mkdir(parents=True, exist_ok=True)
-    jobs = [("train", i) for i in range(n_train)] + [("val", i) for i in range(n_val)]
-    ids = {"train": [], "val": []}
+    counts = {"train": n_train, "val": n_val, **({CALIBRATION: n_calibration} if n_calibration else {})}
+    jobs = [(split, i) for split, n in counts.items() for i in range(n)]
+    ids = {split: [] for split in counts}
     for split, i in (progress(jobs) if progress else jobs):
         image_id = demo_image_id(split, i)
         scene = render(seed, split, i, classes, min_size, max_size, collar_tint, collar_reach)

@@ -456,7 +456,8 @@ def export(voc_root, out, classes: list[str], masks: str = "all", splits=("train
         voc = VOCDataset(voc_root, classes, split)
         for image_id in voc.ids:
             shutil.copyfile(voc.image_path(image_id), out / "images" / f"{image_id}.jpg")
-            if masks == "all" or (masks == "val" and split == "val"):
+            # a calibration split exists to be scored: its images keep their masks
+            if masks == "all" or (masks == "val" and split in ("val", "calibration")):
                 shutil.copyfile(voc.mask_path(image_id), out / "masks" / f"{image_id}.png")
             rows.append([f"{image_id}.jpg", ";".join(classes[k] for k in voc.image_labels(image_id))])
         (out / "splits" / f"{split}.txt").write_text("\n".join(voc.ids) + "\n")

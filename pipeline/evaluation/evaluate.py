@@ -27,16 +27,40 @@ def _miou_row(stage: str, report: dict, split: str) -> dict:
     return {"stage": stage, "metric": "mIoU", "split": split, "value": report["miou"], "iou": report["iou"]}
 
 
-def ladder(classifier: str, seeds: str | None, pseudo: str, segmentation: dict, full: dict | None) -> list[dict]:
-    """Rows {stage, metric, split, value[, iou]} in pipeline order from the stages' JSON reports.
-    A stage scored on no image (a dataset whose train images have no mask) has no row."""
+def calibration_summary(record: dict) -> dict:
+    """What the ladder shows of a calibration record (docs/calibration.md): the setting, how it was
+    chosen (calibrated on a split, or the label-free heuristic), the value, the curve."""
+    keys = ("setting", "mode", "chosen", "split", "images", "miou", "grid", "curve", "reason")
+    summary = {k: record[k] for k in keys if k in record}
+    if "heuristic" in record:
+        summary["heuristic"] = record["heuristic"]
+    if "per_class" in record:
+        summary["per_class"] = record["per_class"]
+    return summary
+
+
+def ladder(classifier: str, seeds: str | None, pseudo: str, segmentation: dict, full: dict | None,
+           calibrations: list[str] = ()) -> list[dict]:
+    """Rows {stage, metric, split, value[, iou][, calibration]} in pipeline order from the stages'
+    JSON reports. A stage scored on no image (a dataset whose train images have no mask) has no row;
+    a stage whose background setting was chosen by `auto` carries its calibration (the seeds' from
+    their report, the walk's from `calibrations`, the calibrate_walk records)."""
     clf, refined = _read(classifier), _read(pseudo)
     rows = [{"stage": "classifier", "metric": "mAP", "split": clf["val_split"], "value": clf["val_map"]}]
     if seeds is not None:
         seed = _read(seeds)
-        rows.append(_miou_row(f"seeds ({seed['method']} @ {seed['threshold']})", seed, seed["split"]))
-    rows += [_miou_row(f"pseudo-labels: {step['step']}", step, refined["eval_split"])
-             for step in refined.get("ladder", []) if step.get("miou") is not None]
+        seed_row = _miou_row(f"seeds ({seed['method']} @ {seed['threshold']})", seed, seed["split"])
+        if "calibration" in seed:
+            seed_row["calibration"] = calibration_summary(seed["calibration"])
+        rows.append(seed_row)
+    walk = [_read(path) for path in calibrations]
+    for step in refined.get("ladder", []):
+        if step.get("miou") is None:
+            continue
+        row = _miou_row(f"pseudo-labels: {step['step']}", step, refined["eval_split"])
+        if step["step"] == "rw" and walk:
+            row["calibration"] = calibration_summary(walk[0])
+        rows.append(row)
     rows.append(_miou_row("segmentation (weak)", segmentation, segmentation["split"]))
     if full is not None:
         rows.append(_miou_row("segmentation (full supervision)", full, full["split"]))

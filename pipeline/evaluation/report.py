@@ -129,7 +129,25 @@ def ladder_section(miou: dict, anchors: dict | None, benchmark: str = "VOC") -> 
     ratio = miou.get("weak_over_full")
     summary = (f"<p>val mIoU {_pct(miou['miou'])}, fully supervised {_pct(miou.get('miou_full'))}, "
                f"weak / full {ratio:.3f}</p>") if ratio is not None else f"<p>val mIoU {_pct(miou['miou'])}</p>"
-    return "<h2>Ladder</h2>" + summary + _table(header, rows)
+    return "<h2>Ladder</h2>" + summary + _table(header, rows) + calibration_table(miou)
+
+
+def calibration_table(miou: dict) -> str:
+    """The background settings that `auto` chose (docs/calibration.md), one row per ladder stage."""
+    rows = []
+    for row in miou["ladder"]:
+        record = row.get("calibration")
+        if record is None:
+            continue
+        heuristic = record.get("heuristic", {})
+        how = (f"calibrated on {record['images']} images of {record['split']} (mIoU {_pct(record['miou'])})"
+               if record["mode"] == "calibrated" else f"label-free heuristic: {record.get('reason', '')}")
+        rows.append([row["stage"], record["setting"], f"{record['chosen']:g}", how,
+                     f"{heuristic['value']:.3g}" if "value" in heuristic else ""])
+    if not rows:
+        return ""
+    return ("<h3>Background settings chosen by auto</h3>"
+            + _table(["stage", "setting", "value", "how", "label-free heuristic"], rows))
 
 
 def per_class_section(miou: dict, classes: list[str]) -> str:

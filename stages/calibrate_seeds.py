@@ -1,0 +1,40 @@
+"""Choose the seeds' background threshold (seeds.bg_threshold: auto) on the calibration split, or,
+without one, by the label-free heuristic: python -m stages.calibrate_seeds ..."""
+from pipeline.cams.seeds import SETTING, calibrate_threshold, sweep_values
+from pipeline.core.store import ArtifactReader
+from pipeline.maps.calibration import auto_record, label_free_threshold
+from stages._args import add_dataset, dataset, parse, parser, write_json
+from stages._settings import add_settings
+
+
+def main(argv=None) -> None:
+    p = parser(__doc__)
+    add_dataset(p, split_flags=("--split",))
+    p.add_argument("--cams", required=True, help="HDF5 of extract_cams on --split (the label-free heuristic's input)")
+    p.add_argument("--calibration-split", default=None, help="the calibration split (images with masks)")
+    p.add_argument("--calibration-cams", default=None, help="HDF5 of extract_cams on the calibration split")
+    p.add_argument("--method", required=True)
+    add_settings(p, "calibrate_seeds")
+    p.add_argument("--out", required=True, help="JSON: the calibration record")
+    args, cfg = parse(p, argv)
+    if (args.calibration_split is None) != (args.calibration_cams is None):
+        raise SystemExit("--calibration-split and --calibration-cams go together")
+
+    heuristic = label_free_threshold(ArtifactReader(args.cams), dataset(args, args.split))
+    calibrated = None
+    if args.calibration_split is not None:
+        calib = dataset(args, args.calibration_split)
+        calib.check(masks=True)
+        calibrated = calibrate_threshold(ArtifactReader(args.calibration_cams), calib, sweep_values(*cfg["sweep"]),
+                                         cfg["per_class"])
+    record = auto_record(SETTING, calibrated, heuristic, "no calibration split in config (datasets.<name>.splits."
+                                                       "calibration): the label-free heuristic's threshold is used")
+    write_json(args.out, {"method": args.method, **record})
+    how = (f"calibrated on {record['images']} images of '{record['split']}' (mIoU {record['miou']:.4f})"
+           if record["mode"] == "calibrated" else "label-free heuristic (no calibration split)")
+    print(f"calibrate_seeds: {args.method} bg_threshold {record['chosen']}, {how}; heuristic "
+          f"{heuristic['value']} -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()
