@@ -10,7 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, workflow.basedir)
 from pipeline.core import config as cfgmod
-from pipeline.core.cam_methods import CAM_METHODS, classifier_of
+from pipeline.core.cam_methods import CAM_METHODS, RECAM, classifier_of
 from pipeline.core.interrupt import interrupt_stages
 from pipeline.data import coco as cocomod
 from pipeline.data.voc import VOCDataset
@@ -41,6 +41,8 @@ COCOS = [d for d in DATASETS if cfgmod.is_coco(config["datasets"][d])]   # read 
 
 # the CNN classifier, and the ViT-hybrid that the ViT methods read; config section of each
 NETS = {"classifier": "classifier", "classifier_vit": "vit_classifier"}
+# the config section whose backbone each CAM method's checkpoint has (ReCAM's step keeps the CNN's)
+CAM_SECTIONS = {**NETS, RECAM: "classifier"}
 
 THREADS = config["threads"]
 GPU = 0 if config["device"] == "cpu" else 1   # a job that may use the GPU holds one
