@@ -172,7 +172,8 @@ def test_the_training_step_writes_a_loadable_recam_classifier(tmp_path, tiny_voc
     result = train_recam(train_voc, val_voc, RECAM, first, out, "cpu")
     json.dumps(result)
     assert [h["epoch"] for h in result["history"]] == [1, 2] and 0.0 <= result["val_map"] <= 1.0
-    assert {"last_epoch_cls", "last_epoch_ce", "last_epoch_accuracy"} <= set(result)
+    assert [p["epoch"] for p in result["parts"]] == [1, 2]
+    assert all(set(p) == {"epoch", "cls", "ce", "accuracy"} for p in result["parts"])
     assert not (tmp_path / "classifier_recam.pt.partial").exists()
 
     model, meta = load_classifier(out)

@@ -121,18 +121,29 @@ def train_recam(train_voc: VOCDataset, val_voc: VOCDataset, cfg: dict, classifie
 
     def batch_loss(step_model: ReCAMStep, batch, dev) -> torch.Tensor:
         x, y = batch
-        parts = step_model.losses(x.to(dev), y.to(dev))
+        losses = step_model.losses(x.to(dev), y.to(dev))
         for key in tally:
-            tally[key].append(float(parts[key].detach()))
-        return parts["cls"] + cfg["loss_weight"] * parts["ce"]
+            tally[key].append(float(losses[key].detach()))
+        return losses["cls"] + cfg["loss_weight"] * losses["ce"]
 
-    def new_epoch(epoch: int) -> None:
-        train_data.epoch = epoch
+    parts: list[dict] = []   # per epoch run in this process: the mean of each loss and W_new's accuracy
+    current = {"epoch": 0}
+
+    def close_epoch() -> None:
+        if tally["cls"]:
+            parts.append({"epoch": current["epoch"] + 1, **{key: float(np.mean(v)) for key, v in tally.items()}})
+            print("recam epoch {epoch}: soft-margin {cls:.4f}, cross-entropy {ce:.4f}, "
+                  "W_new accuracy {accuracy:.3f}".format(**parts[-1]))
         for values in tally.values():
             values.clear()
 
+    def new_epoch(epoch: int) -> None:
+        close_epoch()
+        current["epoch"] = train_data.epoch = epoch
+
     fit_cfg = {**cfg, "optimizer": "sgd"}   # ReCAM's optimizer: SGD with a poly schedule
     history = fit(step, loader, batch_loss, fit_cfg, partial, settings, device, "recam", on_epoch=new_epoch, seed=seed)
+    close_epoch()
 
     val_data = ClassificationData(val_voc, mean, std, None, None, seed)
     result = evaluate_map(model.to(device), val_data, device)
@@ -142,6 +153,5 @@ def train_recam(train_voc: VOCDataset, val_voc: VOCDataset, cfg: dict, classifie
                     recam_settings=cfg)
     os.replace(tmp, out)
     partial.unlink(missing_ok=True)
-    last = {f"last_epoch_{key}": float(np.mean(values)) for key, values in tally.items() if values}
     return {"val_map": result["map"], "val_split": val_voc.split, "classifier_val_map": meta.get("val_map"),
-            "ap_per_class": dict(zip(classes[1:], result["ap_per_class"])), "history": history, **last}
+            "ap_per_class": dict(zip(classes[1:], result["ap_per_class"])), "history": history, "parts": parts}
