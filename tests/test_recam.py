@@ -183,3 +183,26 @@ def test_the_training_step_writes_a_loadable_recam_classifier(tmp_path, tiny_voc
     assert not torch.equal(model.classifier.weight, before.classifier.weight)
     with pytest.raises(ValueError, match="already holds a ReCAM classifier"):
         train_recam(train_voc, val_voc, RECAM, out, tmp_path / "again.pt", "cpu")
+
+
+def test_the_recam_overlay_plans_the_step_and_its_published_settings(tmp_path):
+    """configs/recam.yaml on a VOC layout: one train_recam job on the classifier, ReCAM's published
+    step settings, the recam maps feeding the chain, and seeds at ReCAM's threshold 0.21."""
+    from conftest import REPO, listed_voc
+    from test_workflow import job_counts, snakemake, stage_settings
+
+    listed_voc(tmp_path / "data/VOCdevkit/VOC2012")
+    run = snakemake("-n", "-p", "--cores", "8", "--configfile", str(REPO / "configs/recam.yaml"),
+                    "--", "results/voc/miou.json", cwd=tmp_path, timeout=300)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert job_counts(run.stdout)["train_recam"] == 1
+    lines = run.stdout.splitlines()
+    step = next(line for line in lines if "python -m stages.train_recam " in line)
+    assert "--classifier results/voc/classifier.pt" in step and "--out results/voc/classifier_recam.pt" in step
+    assert stage_settings(step, "train_recam") == {
+        "batch_size": 16, "crop_size": 512, "epochs": 4, "loss_weight": 1.0, "lr": 0.0005, "lr_ratio": 0.1,
+        "momentum": 0.0, "poly_power": 0.9, "scale_range": [0.7, 1.3], "weight_decay": 0.0001, "workers": 2}
+    extract = [line for line in lines if "python -m stages.extract_cams " in line and "--method recam" in line]
+    assert extract and all("--classifier results/voc/classifier_recam.pt" in line for line in extract)
+    seeds = next(line for line in lines if "python -m stages.evaluate_seeds " in line)
+    assert stage_settings(seeds, "evaluate_seeds")["bg_threshold"] == 0.21
