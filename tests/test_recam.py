@@ -206,3 +206,46 @@ def test_the_recam_overlay_plans_the_step_and_its_published_settings(tmp_path):
     assert extract and all("--classifier results/voc/classifier_recam.pt" in line for line in extract)
     seeds = next(line for line in lines if "python -m stages.evaluate_seeds " in line)
     assert stage_settings(seeds, "evaluate_seeds")["bg_threshold"] == 0.21
+
+
+def test_the_diagnosis_runs_the_extraction_protocol(tiny_voc):
+    """Its `recam` and `cam` curves are those of the extracted maps; the agreement of the two
+    classifiers and the negative share of the features against direct computations."""
+    from pipeline.cams.recam_diagnosis import diagnose
+    from pipeline.cams.seeds import seed_label
+    from pipeline.maps.metrics import ConfusionAccumulator, scores
+
+    torch.manual_seed(0)
+    model = Classifier("tf_efficientnet_lite0", len(DEMO_CLASSES) - 1, feature_level=3, recam=True).eval()
+    meta = {**model.meta, "mean": (0.5,) * 3, "std": (0.5,) * 3}
+    voc = VOCDataset(tiny_voc, DEMO_CLASSES, "train")
+    voc = voc.subset(voc.ids[:2])
+    result = diagnose(model, meta, voc, [1.0, 0.5], True, [0.2, 0.4])
+    assert result["images"] == 2 and set(result["curves"]) == {"cam", "w_new", "recam"}
+    for method in ("cam", "recam"):
+        for row in result["curves"][method]:
+            acc = ConfusionAccumulator(len(DEMO_CLASSES))
+            for image_id in voc.ids:
+                labels = voc.image_labels(image_id)
+                maps = multiscale_cam(model, voc.load_image(image_id), labels, [1.0, 0.5], True, (0.5,) * 3,
+                                      (0.5,) * 3, "cpu", method)
+                acc.add(voc.load_mask(image_id), seed_label(maps, labels, row["threshold"]))
+            assert row["miou"] == pytest.approx(scores(acc.matrix, DEMO_CLASSES)["miou"], abs=1e-9)
+
+    W = model.classifier.weight.detach().flatten(1).numpy().astype(np.float64)
+    Wn = model.recam.weight.detach().flatten(1).numpy().astype(np.float64)
+    for k, name in enumerate(DEMO_CLASSES[1:]):
+        cos = W[k] @ Wn[k] / np.linalg.norm(W[k]) / np.linalg.norm(Wn[k])
+        same = np.mean([(a > 0) == (b > 0) for a, b in zip(W[k], Wn[k])])
+        assert result["classes"][name]["cosine"] == pytest.approx(cos, abs=1e-5)
+        assert result["classes"][name]["same_sign"] == pytest.approx(same)
+
+    from pipeline.data.transforms import rescale_bicubic, to_tensor
+    negative = total = 0
+    with torch.no_grad():
+        for image_id in voc.ids:
+            for scale in (1.0, 0.5):
+                x = to_tensor(rescale_bicubic(voc.load_image(image_id), scale), (0.5,) * 3, (0.5,) * 3)[None]
+                f = model.features(torch.cat([x, x.flip(-1)]))
+                negative, total = negative + int((f < 0).sum()), total + f.numel()
+    assert result["negative_feature_fraction"] == pytest.approx(negative / total)
