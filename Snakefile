@@ -16,7 +16,7 @@ configfile: f"{workflow.basedir}/config.yaml"   # validated against pipeline/cor
 
 include: "rules/common.smk"          # helpers: dataset inputs, settings as options, shards
 include: "rules/data.smk"            # make_demo, coco_index, coco_masks, check_dataset
-include: "rules/classifier.smk"      # train_classifier
+include: "rules/classifier.smk"      # train_classifier, train_recam
 include: "rules/cams.smk"            # extract_cams, evaluate_seeds, evaluate_boxes, summarize_cams
 include: "rules/affinity.smk"        # affinity_labels, train_affinity, propagate
 include: "rules/refine.smk"          # refine

@@ -63,7 +63,8 @@ def main() -> int:
     worst = 0.0
     for section, methods in (("classifier", CNN_METHODS), ("vit_classifier", VIT_METHODS)):
         cfg = cfgmod.stage_config(config, "voc", section)
-        model = build_classifier(cfg, 20, cfg["weights"]).eval()
+        # the CNN with ReCAM's W_new too, so that method recam runs on it as well
+        model = build_classifier({**cfg, "recam": section == "classifier"}, 20, cfg["weights"]).eval()
         mean, std = normalisation(cfg["backbone"])
         x = to_tensor(image, mean, std)[None]
         baseline = forward_backward_seconds(model, torch.cat([x, x.flip(-1)]), args.repeats)

@@ -13,7 +13,7 @@ rule extract_cams:
         data=lambda wc: dataset_args(wc.dataset),
         split=lambda wc: split_of(wc.dataset, "cams"),
         settings=settings("extract_cams"),
-        backbone=lambda wc: cfgmod.stage_config(config, wc.dataset, NETS[classifier_of(wc.method)])["backbone"],
+        backbone=lambda wc: cfgmod.stage_config(config, wc.dataset, CAM_SECTIONS[classifier_of(wc.method)])["backbone"],
         device=config["device"],
         amp=config["amp"],
     threads: THREADS

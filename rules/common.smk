@@ -13,7 +13,7 @@ from snakemake.settings.types import DeploymentMethod
 
 sys.path.insert(0, workflow.basedir)
 from pipeline.core import config as cfgmod
-from pipeline.core.cam_methods import CAM_METHODS, classifier_of
+from pipeline.core.cam_methods import CAM_METHODS, RECAM, classifier_of
 from pipeline.core.interrupt import interrupt_stages
 from pipeline.data import coco as cocomod
 from pipeline.data import tags as tagsmod
@@ -55,6 +55,8 @@ TAGS = [d for d in DATASETS if cfgmod.is_tags(config["datasets"][d])]     # imag
 
 # the CNN classifier, and the ViT-hybrid that the ViT methods read; config section of each
 NETS = {"classifier": "classifier", "classifier_vit": "vit_classifier"}
+# the config section whose backbone each CAM method's checkpoint has (ReCAM's step keeps the CNN's)
+CAM_SECTIONS = {**NETS, RECAM: "classifier"}
 
 THREADS = config["threads"]
 GPU = 0 if config["device"] == "cpu" else 1   # a job that may use the GPU holds one

@@ -20,6 +20,7 @@ AFFINITY_LABEL_KEYS = ("alpha_low", "alpha_high", "crf")
 SEGMENTATION_TEST_KEYS = ("test_scales", "test_flip", "test_crf", "crf")
 STAGE_SETTINGS = {
     "train_classifier": ("vit_classifier", None, ()),   # the CNN's are classifier's keys alone
+    "train_recam": ("recam", None, ()),
     "extract_cams": ("cams", ("scales", "flip", "fullycam_levels", "max_side"), ()),
     "evaluate_seeds": ("seeds", None, ()),
     "calibrate_seeds": ("seeds", ("sweep", "per_class"), ()),

@@ -1,6 +1,7 @@
 """Class activation maps, multi-scale + flip, per-class max-normalised.
 
-CAM = relu(W_c . F); CAM-NWC clamps negative classifier weights; Grad-CAM, Grad-CAM++ and
+CAM = relu(W_c . F); CAM-NWC clamps negative classifier weights; ReCAM's map is
+relu((W_new * W_c) . F) with W_new from ReCAM's training step; Grad-CAM, Grad-CAM++ and
 LayerCAM weight the activations by gradients of the class score; Fully-CAM fuses LayerCAMs of
 several layers. Every class of the image gets its map from the same forward pass per scale.
 """
@@ -50,10 +51,21 @@ def layercam_map(A: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
     return F.relu((F.relu(G) * A).sum(1))
 
 
+def recam_weight(model) -> torch.Tensor:
+    """ReCAM's map weights W_new * W_cls (K, C, 1, 1): the classifier's weights scaled elementwise
+    by those of the bias-free classifier that ReCAM's step trained (pipeline/classifier/recam.py)."""
+    recam = getattr(model, "recam", None)
+    if recam is None:
+        raise ValueError("CAM method 'recam' needs the classifier that rule train_recam writes "
+                         "(results/{dataset}/classifier_recam.pt); this checkpoint has no ReCAM classifier")
+    return recam.weight * model.classifier.weight
+
+
 # The CNN methods of the registry (pipeline/core/cam_methods.py), each by how it makes its maps:
-# from the classifier's weights (the weights used), or from gradients (the map of A and G).
-WEIGHT_MAPS = {"cam": lambda weight: weight,
-               "cam_nwc": lambda weight: weight.clamp(min=0)}   # NWC: negative evidence no longer cancels the object
+# from weights of the model (the weights used, (K, C, 1, 1)), or from gradients (the map of A and G).
+WEIGHT_MAPS = {"cam": lambda model: model.classifier.weight,
+               "cam_nwc": lambda model: model.classifier.weight.clamp(min=0),  # NWC: negative evidence no longer cancels the object
+               "recam": recam_weight}
 GRADIENT_MAPS = {"gradcam": gradcam_map, "gradcampp": gradcampp_map, "layercam": layercam_map,
                  "fullycam": layercam_map}
 
@@ -62,8 +74,8 @@ def _activation_maps(model: Classifier, x: torch.Tensor, class_ids, method: str,
     """Per layer, maps of shape (B, K, h, w) for the K classes, from one forward pass."""
     rows = torch.as_tensor(class_ids) - 1
     if method in WEIGHT_MAPS:
-        weight = WEIGHT_MAPS[method](model.classifier.weight[rows].flatten(1))
         with torch.no_grad():
+            weight = WEIGHT_MAPS[method](model)[rows].flatten(1)
             features = model.features(x)
             with full_precision(x.device):
                 return [class_activation(features.float(), weight.float())]

@@ -4,9 +4,11 @@ Snakefile's `method` wildcard all derive; tests/test_cams.py keeps the dispatch 
 Kept free of torch so that the Snakefile, which only needs the names, builds its DAG without it.
 
 Each method reads one classifier checkpoint, results/{dataset}/{net}.pt: the CNN
-(`classifier`) or the ViT-hybrid (`classifier_vit`, config section `vit_classifier`).
+(`classifier`), the CNN after ReCAM's extra training step (`classifier_recam`, rule train_recam,
+config section `recam`) or the ViT-hybrid (`classifier_vit`, config section `vit_classifier`).
 """
-CNN, VIT = "classifier", "classifier_vit"
+CNN, RECAM, VIT = "classifier", "classifier_recam", "classifier_vit"
+CNN_NETS = (CNN, RECAM)   # the CNN's checkpoints: their maps come from pipeline/cams/extract.py
 
 CAM_METHODS = {
     "cam": CNN,          # relu(W_c . F)
@@ -15,12 +17,13 @@ CAM_METHODS = {
     "gradcampp": CNN,
     "layercam": CNN,
     "fullycam": CNN,     # LayerCAMs of cams.fullycam_levels fused with the CAM layer
+    "recam": RECAM,      # relu((W_new * W_c) . F), W_new the bias-free classifier of ReCAM's step
     "getam": VIT,
     "attnfusion": VIT,   # MCTformer's attention fusion
 }
 
 ALL_METHODS = tuple(CAM_METHODS)
-CNN_METHODS = tuple(m for m, net in CAM_METHODS.items() if net == CNN)
+CNN_METHODS = tuple(m for m, net in CAM_METHODS.items() if net in CNN_NETS)
 VIT_METHODS = tuple(m for m, net in CAM_METHODS.items() if net == VIT)
 
 

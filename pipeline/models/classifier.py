@@ -24,7 +24,7 @@ def thresholded_average_pool(features: torch.Tensor, ratio: float = 0.1) -> torc
 
 class Classifier(nn.Module):
     def __init__(self, backbone: str, num_classes: int, pooling: str = "gap", output_stride: int = 16,
-                 weights: str = "none", feature_level: int | str = "last"):
+                 weights: str = "none", feature_level: int | str = "last", recam: bool = False):
         super().__init__()
         if pooling not in ("gap", "tap"):
             raise ValueError(f"pooling '{pooling}' is unknown; expected 'gap' or 'tap'")
@@ -34,6 +34,16 @@ class Classifier(nn.Module):
         nn.init.kaiming_normal_(self.classifier.weight)
         self.meta = {"backbone": backbone, "num_classes": num_classes, "pooling": pooling,
                      "output_stride": output_stride, "feature_level": feature_level}
+        # ReCAM's bias-free classifier W_new on class-wise pooled features (pipeline/classifier/recam.py)
+        self.recam = None
+        if recam:
+            self.add_recam()
+
+    def add_recam(self) -> None:
+        """Give the classifier ReCAM's W_new (one row per class, as W_cls), initialised as
+        torch's default 1x1 convolution."""
+        self.recam = nn.Conv2d(self.backbone.channels, self.meta["num_classes"], 1, bias=False)
+        self.meta["recam"] = True
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(x)
@@ -73,7 +83,7 @@ def build_classifier(cfg: dict, num_classes: int, weights: str = "none") -> nn.M
         from .vit_plain import PlainViTClassifier
         return PlainViTClassifier(cfg["backbone"], num_classes, cfg["start_block"], weights)
     return Classifier(cfg["backbone"], num_classes, cfg["pooling"], cfg["output_stride"], weights,
-                      cfg["feature_level"])
+                      cfg["feature_level"], cfg.get("recam", False))
 
 
 def load_classifier(path, expected_backbone: str | None = None) -> tuple[nn.Module, dict]:
