@@ -64,5 +64,5 @@ rule train_recam:
     shell:
         "python -m stages.train_recam {params.data} --train-split {params.train:q} --val-split {params.val:q}"
         " --classifier {input.classifier:q} {params.settings:q} --device {params.device:q} --amp {params.amp:q}"
-        " --seed {params.seed:q}
+        " --seed {params.seed:q}"
         " --threads {threads} --out {output.ckpt:q} --report {output.report:q} 2>&1 | tee {log:q}"
