@@ -2,6 +2,7 @@
 checked against a naive computation of the published criterion written here."""
 import itertools
 import math
+import os
 import json
 import shutil
 import subprocess
@@ -309,3 +310,53 @@ def test_the_label_powers_derived_from_the_seed_threshold_keep_psa_s_relation():
     values, record = derived_label_alphas({"chosen": 0.45, "mode": "heuristic"}, {**cfg, "alpha_high": 24})
     assert values == pytest.approx({"alpha_low": 4.0 * scale, "alpha_high": 24})
     assert record["mode"] == "derived (heuristic)" and record["auto"] == ["alpha_low"]
+
+
+@pytest.mark.slow
+def test_the_dag_calibrates_on_a_calibration_split(tmp_path):
+    """The tiny fixture DAG with every background setting on auto and a calibration split of 3
+    images: the chosen values reach the stages and miou.json's ladder."""
+    root = tmp_path / "VOC2012"
+    demo.generate(root, DEMO_CLASSES, **TINY, n_calibration=3)
+    overrides = {"datasets": {"voc": {
+        "root": str(root), "classes": DEMO_CLASSES,
+        "splits": {"classifier": "train", "classifier_val": "val", "cams": "train", "seeds": "train", "val": "val",
+                   "calibration": "calibration"},
+        "overrides": {"classifier": {"epochs": 1, "batch_size": 4, "crop_size": 48, "workers": 0},
+                      "cams": {"scales": [1.0]},
+                      "affinity": {"levels": [1, 2], "dims": [8, 8], "stride": 4, "crop_size": 48, "epochs": 1,
+                                   "batch_size": 4, "workers": 0, "alpha_low": "auto", "alpha_high": "auto"},
+                      "random_walk": {"logt": 3, "alpha": "auto", "alpha_grid": [2, 8, 16]},
+                      "seeds": {"bg_threshold": "auto"},
+                      "segmentation": {"feature_level": 3, "channels": 32, "epochs": 1, "batch_size": 4,
+                                       "crop_size": 48, "workers": 0, "test_scales": [1.0, 0.5]}}}}}
+    cfg = tmp_path / "fixture.yaml"
+    cfg.write_text(yaml.safe_dump(overrides))
+    run = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", "2",
+                          "--configfile", str(cfg), "--", "results/voc/miou.json"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=1800,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})   # the stages of this checkout
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    results = tmp_path / "results" / "voc"
+    seeds_record = json.loads((results / "calibration" / "seeds_cam.json").read_text())
+    walk_record = json.loads((results / "calibration" / "rw_cam.json").read_text())
+    assert seeds_record["mode"] == "calibrated" and seeds_record["images"] == 3
+    assert walk_record["mode"] == "calibrated" and walk_record["chosen"] in (2.0, 8.0, 16.0)
+    assert json.loads((results / "seeds" / "cam.json").read_text())["threshold"] == seeds_record["chosen"]
+    assert json.loads((results / "rw" / "cam.json").read_text())["calibration"]["chosen"] == walk_record["chosen"]
+    labels = json.loads((results / "affinity" / "cam_labels.json").read_text())["calibration"]
+    assert labels["seeds_threshold"] == seeds_record["chosen"]
+    rows = {row["stage"]: row for row in json.loads((results / "miou.json").read_text())["ladder"]}
+    assert rows["pseudo-labels: rw"]["calibration"]["chosen"] == walk_record["chosen"]
+    assert rows[f"seeds (cam @ {seeds_record['chosen']})"]["calibration"]["mode"] == "calibrated"
+
+
+def test_the_report_lists_the_settings_auto_chose():
+    from pipeline.evaluation.report import calibration_table
+    record = {"setting": "random_walk.alpha", "mode": "calibrated", "chosen": 8.0, "split": "calibration",
+              "images": 32, "miou": 0.7281, "heuristic": {"value": 2.66}}
+    html = calibration_table({"ladder": [{"stage": "pseudo-labels: rw", "calibration": record},
+                                         {"stage": "classifier"}]})
+    assert "random_walk.alpha" in html and "<td>8</td>" in html and "32 images of calibration" in html
+    assert "2.66" in html and html.count("<tr>") == 2   # header and the one calibrated row
+    assert calibration_table({"ladder": [{"stage": "classifier"}]}) == ""
