@@ -87,6 +87,8 @@ rule calibrate_walk:
         runtime=60,
     log:
         "results/{dataset}/logs/calibrate_walk_{method}.log",
+    conda:
+        ENV
     shell:
         "python -m stages.calibrate_walk {params.data} --split {params.split:q} --cams {input.cams:q}"
         " {params.calibration:q} --affinity {input.affinity:q} --backbone {params.backbone:q}"

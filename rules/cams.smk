@@ -54,6 +54,8 @@ rule extract_cams_calibration:
         runtime=60,
     log:
         "results/{dataset}/logs/extract_cams_calibration_{method}.log",
+    conda:
+        ENV
     shell:
         "python -m stages.extract_cams {params.data} --split {params.split:q}"
         " --classifier {input.ckpt:q} --backbone {params.backbone:q} --method {wildcards.method} {params.settings:q}"
@@ -75,6 +77,8 @@ rule calibrate_seeds:
         settings=settings("calibrate_seeds"),
     log:
         "results/{dataset}/logs/calibrate_seeds_{method}.log",
+    conda:
+        ENV
     shell:
         "python -m stages.calibrate_seeds {params.data} --split {params.split:q} --cams {input.cams:q}"
         " {params.calibration:q} --method {wildcards.method} {params.settings:q} --out {output:q} 2>&1 | tee {log:q}"

@@ -70,6 +70,8 @@ rule check_dataset:
         cache=lambda wc: f"results/{wc.dataset}/checks/passed.json",
     log:
         "results/{dataset}/logs/check_dataset.log",
+    conda:
+        ENV
     shell:
         "python -m stages.check_dataset {params.data} {params.check} --cache {params.cache:q}"
         " --out {output:q} 2>&1 | tee {log:q}"

@@ -21,6 +21,8 @@ rule segment_unlabelled:
         runtime=240,
     log:
         "results/{dataset}/logs/segment_unlabelled.log",
+    conda:
+        ENV
     shell:
         "python -m stages.segment_folder --model {input.model:q} --images {input.images:q} --out {output:q}"
         " --scales {params.scales:q} {params.flip:q} --device {params.device:q} --threads {threads} 2>&1 | tee {log:q}"
@@ -35,5 +37,7 @@ rule deliverables:
         named=lambda wc, input: [f"{name}={path}" for name, path in input.items()],
     log:
         "results/{dataset}/logs/deliverables.log",
+    conda:
+        ENV
     shell:
         "python -m stages.deliverables --items {params.named:q} --out {output:q} 2>&1 | tee {log:q}"

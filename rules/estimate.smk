@@ -18,6 +18,8 @@ rule estimate:
         threads=THREADS,
     log:
         "results/{dataset}/logs/estimate.log",
+    conda:
+        ENV
     shell:
         "python -m stages.estimate --dataset {wildcards.dataset} --dataset-config {params.dataset:q}"
         " --sections {params.sections:q} --root {params.root:q} {params.coco:q} --device {params.device:q}"
