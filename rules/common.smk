@@ -10,7 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, workflow.basedir)
 from pipeline.core import config as cfgmod
-from pipeline.core.cam_methods import CAM_METHODS, classifier_of
+from pipeline.core.cam_methods import CAM_METHODS, VIT_METHODS, classifier_of
 from pipeline.core.interrupt import interrupt_stages
 from pipeline.data import coco as cocomod
 from pipeline.data.voc import VOCDataset
@@ -39,8 +39,8 @@ DATASETS = list(config["datasets"])
 DEMOS = [d for d in DATASETS if config["datasets"][d]["kind"] == "demo"]
 COCOS = [d for d in DATASETS if cfgmod.is_coco(config["datasets"][d])]   # read in COCO format
 
-# the CNN classifier, and the ViT-hybrid that the ViT methods read; config section of each
-NETS = {"classifier": "classifier", "classifier_vit": "vit_classifier"}
+# the CNN classifier, and the ViTs that the ViT methods read (one class token; one per class); config section of each
+NETS = {"classifier": "classifier", "classifier_vit": "vit_classifier", "classifier_mct": "mct_classifier"}
 
 THREADS = config["threads"]
 GPU = 0 if config["device"] == "cpu" else 1   # a job that may use the GPU holds one

@@ -21,7 +21,8 @@ def main(argv=None) -> None:
     model, meta = load_classifier(args.classifier, args.backbone)
     check_classes(args.classifier, meta["classes"], args.classes)
     tally = extract(model, meta, voc, args.out, cfg["scales"], cfg["flip"], resolve_device(args.device),
-                    args.method, cfg["fullycam_levels"], args.workers, classifier=args.classifier)
+                    args.method, cfg["fullycam_levels"], args.workers, classifier=args.classifier,
+                    protocol=cfg.get("vit_protocol", "published"))
     write_json(args.tally, {"method": args.method, "split": args.split, **tally})
     print(f"extract_cams: {args.method} maps of {len(voc)} images of shard {args.shard} ({tally['computed_now']} "
           f"computed now in {tally['seconds']:.1f} s) -> {args.out}")

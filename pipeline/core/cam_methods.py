@@ -4,9 +4,10 @@ Snakefile's `method` wildcard all derive; tests/test_cams.py keeps the dispatch 
 Kept free of torch so that the Snakefile, which only needs the names, builds its DAG without it.
 
 Each method reads one classifier checkpoint, results/{dataset}/{net}.pt: the CNN
-(`classifier`) or the ViT-hybrid (`classifier_vit`, config section `vit_classifier`).
+(`classifier`), the ViT with one class token (`classifier_vit`, config section `vit_classifier`)
+or the ViT with one class token per class (`classifier_mct`, config section `mct_classifier`).
 """
-CNN, VIT = "classifier", "classifier_vit"
+CNN, VIT, MCT = "classifier", "classifier_vit", "classifier_mct"
 
 CAM_METHODS = {
     "cam": CNN,          # relu(W_c . F)
@@ -16,12 +17,14 @@ CAM_METHODS = {
     "layercam": CNN,
     "fullycam": CNN,     # LayerCAMs of cams.fullycam_levels fused with the CAM layer
     "getam": VIT,
-    "attnfusion": VIT,   # MCTformer's attention fusion
+    "attnfusion": VIT,   # MCTformer-V2's arithmetic on the one shared class token (ablation)
+    "mctformer": MCT,    # MCTformer-V2: class-token attention x coarse CAM, patch-attention refined
+    "weaktr": MCT,       # WeakTr: the fine CAM of the adaptive attention fusion
 }
 
 ALL_METHODS = tuple(CAM_METHODS)
 CNN_METHODS = tuple(m for m, net in CAM_METHODS.items() if net == CNN)
-VIT_METHODS = tuple(m for m, net in CAM_METHODS.items() if net == VIT)
+VIT_METHODS = tuple(m for m, net in CAM_METHODS.items() if net != CNN)   # either ViT
 
 
 def classifier_of(method: str) -> str:
