@@ -308,3 +308,23 @@ def test_hybrid_meta_and_param_groups():
     assert [g["lr_mult"] for g in groups] == [1.0, 10.0]
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
     assert {id(p) for p in groups[0]["params"]} == {id(p) for p in model.backbone.parameters()}
+
+
+def test_class_row_stats_by_hand():
+    from pipeline.cams.class_token_diagnosis import class_row_stats
+    # 2 class tokens, 4 patches, one head: class 0 looks at one patch only, class 1 uniformly
+    A = torch.zeros(1, 1, 6, 6)
+    A[0, 0, 0] = torch.tensor([0.0, 0.0, 1.0, 0.0, 0.0, 0.0])
+    A[0, 0, 1] = torch.tensor([0.2, 0.0, 0.2, 0.2, 0.2, 0.2])
+    A[0, 0, 2:] = 1 / 6
+    got = class_row_stats(A, 2, torch.tensor([1]))
+    assert got["class_entropy"] == pytest.approx(1.0)            # uniform over the 4 patches
+    assert class_row_stats(A, 2, torch.tensor([0]))["class_entropy"] == pytest.approx(0.0, abs=1e-9)
+    # three classes with rows [1, 0, 0, 0], [0, 0, 0, 1], [1, 0, 0, 0] over the patches
+    A3 = torch.zeros(1, 1, 7, 7)
+    A3[0, 0, 0, 3:] = torch.tensor([1.0, 0.0, 0.0, 0.0])
+    A3[0, 0, 1, 3:] = torch.tensor([0.0, 0.0, 0.0, 1.0])
+    A3[0, 0, 2, 3:] = torch.tensor([1.0, 0.0, 0.0, 0.0])
+    stats = class_row_stats(A3, 3, torch.tensor([0, 1, 2]))
+    # pairs: (0,1) r = -1/3, (0,2) r = 1, (1,2) r = -1/3, each counted twice
+    assert stats["class_row_r"] == pytest.approx((-1 / 3 + 1 - 1 / 3) / 3)
