@@ -135,8 +135,8 @@ def vit_multiscale_cam(model, image: np.ndarray, class_ids, scales, flip: bool, 
     """As pipeline.cams.extract.multiscale_cam: maps summed over scales (and flips), upsampled to the
     image, each class / its max (getam) or min-max normalised (attnfusion, as MCTformer and
     WeakTr: the refinement adds a floor, every patch's attention-weighted share of the map).
-    class_ids are dataset ids (1..C). attnfusion takes the class-to-patch attention of the last `cls_blocks`
-    blocks (default: the GETAM blocks, start_block..depth-1), mctformer of the last 3 (MCTformer-V2's).
+    class_ids are dataset ids (1..C). attnfusion and mctformer take the class-to-patch attention of the
+    last `cls_blocks` blocks (default: MCTformer-V2's 3).
     Returns float32 (K, H, W) in [0, 1]."""
     if method not in VIT_MAPS:
         raise ValueError(f"ViT CAM method '{method}' is unknown; expected one of {tuple(VIT_MAPS)}")
@@ -145,7 +145,8 @@ def vit_multiscale_cam(model, image: np.ndarray, class_ids, scales, flip: bool, 
                          f"{'one class token per class' if method in ('mctformer', 'weaktr') else 'one class token'}, "
                          f"but this one has class_tokens '{model.meta.get('class_tokens', 'one')}'")
     if cls_blocks is None:
-        cls_blocks = MCTFORMER_CLS_BLOCKS if method == "mctformer" else model.meta["depth"] - model.meta["start_block"]
+        cls_blocks = MCTFORMER_CLS_BLOCKS if method in ("mctformer", "attnfusion") else \
+            model.meta["depth"] - model.meta["start_block"]
     rows = torch.as_tensor(class_ids) - 1
     layer_maps = lambda x: [VIT_MAPS[method](model, x, rows, cls_blocks)]  # noqa: E731
     return scale_sum(image, len(class_ids), scales, flip, mean, std, device, layer_maps,
