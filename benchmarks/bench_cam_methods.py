@@ -24,7 +24,7 @@ from benchmarks._timing import median_seconds  # noqa: E402
 from pipeline.cams.extract import multiscale_cam  # noqa: E402
 from pipeline.cams.vit import vit_multiscale_cam  # noqa: E402
 from pipeline.core import config as cfgmod  # noqa: E402
-from pipeline.core.cam_methods import CNN_METHODS, VIT_METHODS  # noqa: E402
+from pipeline.core.cam_methods import CAM_METHODS, CNN, MCT, VIT, VIT_METHODS  # noqa: E402
 from pipeline.core.device import set_threads  # noqa: E402
 from pipeline.data.transforms import to_tensor  # noqa: E402
 from pipeline.models.backbone import normalisation  # noqa: E402
@@ -61,7 +61,8 @@ def main() -> int:
           f"{torch.get_num_threads()} threads, median of {args.repeats} after a warm-up; per scale, "
           f"method / (forward + backward)")
     worst = 0.0
-    for section, methods in (("classifier", CNN_METHODS), ("vit_classifier", VIT_METHODS)):
+    for section, net in (("classifier", CNN), ("vit_classifier", VIT), ("mct_classifier", MCT)):
+        methods = [m for m, of in CAM_METHODS.items() if of == net]
         cfg = cfgmod.stage_config(config, "voc", section)
         # the CNN with ReCAM's W_new too, so that method recam runs on it as well
         model = build_classifier({**cfg, "recam": section == "classifier"}, 20, cfg["weights"]).eval()

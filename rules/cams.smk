@@ -12,7 +12,7 @@ rule extract_cams:
     params:
         data=lambda wc: dataset_args(wc.dataset),
         split=lambda wc: split_of(wc.dataset, "cams"),
-        settings=settings("extract_cams"),
+        settings=lambda wc: settings("extract_vit_cams" if wc.method in VIT_METHODS else "extract_cnn_cams")(wc),
         backbone=lambda wc: cfgmod.stage_config(config, wc.dataset, CAM_SECTIONS[classifier_of(wc.method)])["backbone"],
         device=config["device"],
         amp=config["amp"],

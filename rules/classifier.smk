@@ -1,5 +1,6 @@
-# The multi-label classifiers: results/{dataset}/classifier.pt (CNN) and classifier_vit.pt
-# (ViT-hybrid, config section vit_classifier) that the CAM methods read.
+# The multi-label classifiers that the CAM methods read: results/{dataset}/classifier.pt (CNN),
+# classifier_vit.pt (ViT with one class token, config section vit_classifier) and classifier_mct.pt
+# (ViT with one class token per class, config section mct_classifier).
 
 
 rule train_classifier:

@@ -13,7 +13,7 @@ from snakemake.settings.types import DeploymentMethod
 
 sys.path.insert(0, workflow.basedir)
 from pipeline.core import config as cfgmod
-from pipeline.core.cam_methods import CAM_METHODS, RECAM, classifier_of
+from pipeline.core.cam_methods import CAM_METHODS, RECAM, VIT_METHODS, classifier_of
 from pipeline.core.interrupt import interrupt_stages
 from pipeline.data import coco as cocomod
 from pipeline.data import tags as tagsmod
@@ -53,8 +53,8 @@ DEMOS = [d for d in DATASETS if config["datasets"][d]["kind"] == "demo"]
 COCOS = [d for d in DATASETS if cfgmod.is_coco(config["datasets"][d])]   # read in COCO format
 TAGS = [d for d in DATASETS if cfgmod.is_tags(config["datasets"][d])]     # images with tags (pipeline/data/tags.py)
 
-# the CNN classifier, and the ViT-hybrid that the ViT methods read; config section of each
-NETS = {"classifier": "classifier", "classifier_vit": "vit_classifier"}
+# the CNN classifier, and the ViTs that the ViT methods read (one class token; one per class); config section of each
+NETS = {"classifier": "classifier", "classifier_vit": "vit_classifier", "classifier_mct": "mct_classifier"}
 # the config section whose backbone each CAM method's checkpoint has (ReCAM's step keeps the CNN's)
 CAM_SECTIONS = {**NETS, RECAM: "classifier"}
 

@@ -19,9 +19,12 @@ from pipeline.core import config as cfgmod
 AFFINITY_LABEL_KEYS = ("alpha_low", "alpha_high", "crf")
 SEGMENTATION_TEST_KEYS = ("test_scales", "test_flip", "test_crf", "crf")
 STAGE_SETTINGS = {
-    "train_classifier": ("vit_classifier", None, ()),   # the CNN's are classifier's keys alone
+    "train_classifier": ("mct_classifier", None, ()),   # the CNN's are classifier's keys alone, the ViT's lack mct's
     "train_recam": ("recam", None, ()),
-    "extract_cams": ("cams", ("scales", "flip", "fullycam_levels", "max_side"), ()),
+    "extract_cams": ("cams", ("scales", "flip", "fullycam_levels", "vit_protocol", "max_side"), ()),
+    # what the rule passes of it: a CNN method's maps do not depend on vit_protocol, a ViT's not on fullycam_levels
+    "extract_cnn_cams": ("cams", ("scales", "flip", "fullycam_levels", "max_side"), ()),
+    "extract_vit_cams": ("cams", ("scales", "flip", "vit_protocol", "max_side"), ()),
     "evaluate_seeds": ("seeds", None, ()),
     "calibrate_seeds": ("seeds", ("sweep", "per_class"), ()),
     "evaluate_boxes": ("boxes", None, ()),
@@ -49,10 +52,13 @@ def stage_argv(stage: str, section: str, section_values: dict) -> list[str]:
 
 
 def section_properties(section: str) -> dict:
-    """The schema's properties of a stage section; vit_classifier's lie over classifier's."""
+    """The schema's properties of a stage section; vit_classifier's lie over classifier's, and
+    mct_classifier's over both."""
     defs = cfgmod.schema()["$defs"]
     if section == "vit_classifier":
         return {**defs["classifier"]["properties"], **defs["vit_classifier"]["properties"]}
+    if section == "mct_classifier":
+        return {**section_properties("vit_classifier"), **defs["mct_classifier"]["properties"]}
     return defs[section]["properties"]
 
 

@@ -1,8 +1,5 @@
 """The expected time of each heavy stage of a dataset's run on the device at hand, from measured
 rates (pipeline/core/estimate.py): python -m stages.estimate ... or `snakemake results/{dataset}/estimate.json`."""
-import json
-from pathlib import Path
-
 import torch
 
 from pipeline.core.estimate import estimate, load_rates, rates_file, split_sizes, table

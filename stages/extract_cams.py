@@ -26,7 +26,8 @@ def main(argv=None) -> None:
     with on_device(args) as device:
         tally = extract(model, meta, voc, args.out, cfg["scales"], cfg["flip"], device,
                         args.method, cfg["fullycam_levels"], args.workers, classifier=args.classifier,
-                        max_side=cfg.get("max_side", config_defaults("cams").get("max_side")))
+                        max_side=cfg.get("max_side", config_defaults("cams").get("max_side")),
+                        protocol=cfg.get("vit_protocol", "published"))
     write_json(args.tally, {"method": args.method, "split": args.split, **tally})
     print(f"extract_cams: {args.method} maps of {len(voc)} images of shard {args.shard} ({tally['computed_now']} "
           f"computed now in {tally['seconds']:.1f} s) -> {args.out}")

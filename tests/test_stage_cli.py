@@ -33,7 +33,7 @@ def test_every_stage_has_a_main_and_a_console_script(name, capsys):
 
 def _sections(stage: str) -> list[str]:
     section = STAGE_SETTINGS[stage][0]
-    return ["classifier", "vit_classifier"] if stage == "train_classifier" else [section]
+    return ["classifier", "vit_classifier", "mct_classifier"] if stage == "train_classifier" else [section]
 
 
 @pytest.mark.parametrize("dataset", ["demo", "voc"])

@@ -357,3 +357,24 @@ def test_snakemake_report_embeds_the_html_report(fixture_run, tmp_path):
         embedded = [n for n in archive.namelist() if n.endswith("/report.html") and "/data/raw/" in n]
         assert len(embedded) == 1
         assert archive.read(embedded[0]) == (fixture_run / "results/voc/report.html").read_bytes()
+
+
+def test_the_deit_small_file_plans_the_whole_voc_dag_on_class_token_vits(tmp_path):
+    """configs/voc-deit-small.yaml: both ViT classifiers on DeiT-S (timm weights), the class-token one
+    with MCTformer/WeakTr's training settings, and the whole chain from weaktr's maps."""
+    listed_voc(tmp_path / "data/VOCdevkit/VOC2012")
+    run = snakemake("-n", "-p", "--cores", "2", "--configfile", str(REPO / "configs/voc-deit-small.yaml"),
+                    "--", "results/voc/miou.json", "results/voc/seeds/summary.json", cwd=tmp_path, timeout=300)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    jobs = job_counts(run.stdout)
+    assert jobs["train_classifier"] == 3 and jobs["train_segmentation"] == 2 and jobs["evaluate"] == 1
+    lines = {stage_words(line, "train_classifier")[stage_words(line, "train_classifier").index("--out") + 1]: line
+             for line in run.stdout.splitlines() if "python -m stages.train_classifier " in line}
+    mct, vit = (stage_settings(lines[f"results/voc/{net}.pt"], "train_classifier")
+                for net in ("classifier_mct", "classifier_vit"))
+    for net in (mct, vit):
+        assert net["kind"] == "vit" and net["backbone"] == "deit_small_patch16_224" and net["weights"] == "timm"
+    assert mct["class_tokens"] == "per_class"
+    assert "--class-tokens" not in stage_words(lines["results/voc/classifier_vit.pt"], "train_classifier")
+    assert (mct["epochs"], mct["batch_size"], mct["weight_decay"]) == (60, 64, 0.05)
+    assert "--classifier results/voc/classifier_mct.pt" in run.stdout and "pseudo/weaktr.h5" in run.stdout

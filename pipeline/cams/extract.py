@@ -17,8 +17,8 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from pipeline.cams.multiscale import scale_sum
-from pipeline.cams.vit import vit_multiscale_cam
-from pipeline.core.cam_methods import CNN_METHODS, VIT, classifier_of
+from pipeline.cams.vit import vit_multiscale_cam, vit_protocol
+from pipeline.core.cam_methods import CNN_METHODS, VIT_METHODS
 from pipeline.core.precision import full_precision, prepare_model
 from pipeline.core.provenance import dataset_identity
 from pipeline.core.store import ArtifactWriter, file_digest
@@ -109,10 +109,14 @@ def multiscale_cam(model: Classifier, image: np.ndarray, class_ids: np.ndarray, 
 
 
 def class_maps(model, meta: dict, image: np.ndarray, class_ids: np.ndarray, method: str, scales, flip: bool,
-               device, levels=()) -> np.ndarray:
-    """The maps of any method (CNN or ViT) for the image's classes: float32 (K, H, W) in [0, 1]."""
-    if classifier_of(method) == VIT:
-        return vit_multiscale_cam(model, image, class_ids, scales, flip, meta["mean"], meta["std"], device, method)
+               device, levels=(), protocol: str = "project") -> np.ndarray:
+    """The maps of any method (CNN or ViT) for the image's classes: float32 (K, H, W) in [0, 1].
+    A ViT method runs with its published protocol when `protocol` is "published" (scales and flip
+    then ignored; pipeline.cams.vit.VIT_PROTOCOLS)."""
+    if method in VIT_METHODS:
+        run = vit_protocol(method, protocol, scales, flip)
+        return vit_multiscale_cam(model, image, class_ids, run["scales"], run["flip"], meta["mean"], meta["std"],
+                                  device, method, align_corners=run["align_corners"])
     return multiscale_cam(model, image, class_ids, scales, flip, meta["mean"], meta["std"], device, method, levels)
 
 
@@ -134,8 +138,9 @@ class _Images(Dataset):
 
 def extract(model: Classifier, meta: dict, voc: VOCDataset, out: str | Path, scales, flip: bool,
             device, method: str = "cam", levels=(), workers: int = 1, *, classifier: str,
-            max_side: int | None = None) -> dict:
-    """Write one float16 (K, H, W) map per image with attribute `classes`; resumes from NAME.partial
+            max_side: int | None = None, protocol: str = "project") -> dict:
+    """Write one float16 (K, H, W) map per image with attribute `classes` (a ViT method with the
+    given `protocol`, pipeline.cams.vit.vit_protocol); resumes from NAME.partial
     if it was computed from the same images and the same `classifier` checkpoint (its hash).
     An image whose longer side exceeds `max_side` stops it before any work (its header is read,
     not the image). Returns the tally (pipeline.core.shards): images, those computed now and their seconds."""
@@ -145,6 +150,8 @@ def extract(model: Classifier, meta: dict, voc: VOCDataset, out: str | Path, sca
     prepare_model(model.eval(), device)
     params = {"method": method, "levels": list(levels), "scales": list(scales), "flip": flip,
               "classes": voc.classes}
+    if method in VIT_METHODS:   # the protocol the maps were made with
+        params.update(vit_protocol(method, protocol, scales, flip), protocol=protocol, levels=[])
     seconds = 0.0
     provenance = {"data": dataset_identity(voc), "classifier": file_digest(classifier)}
     with ArtifactWriter(out, meta=params, provenance=provenance) as writer:
@@ -154,7 +161,7 @@ def extract(model: Classifier, meta: dict, voc: VOCDataset, out: str | Path, sca
                             collate_fn=_as_is)
         for image_id, image, class_ids in tqdm(loader, desc=f"{method} maps", total=len(todo)):
             start = time.perf_counter()
-            maps = class_maps(model, meta, image, class_ids, method, scales, flip, device, levels)
+            maps = class_maps(model, meta, image, class_ids, method, scales, flip, device, levels, protocol)
             seconds += time.perf_counter() - start
             writer.write(image_id, maps, classes=np.asarray(class_ids, np.int64))
     return {"images": len(voc), "computed_now": len(todo), "seconds": seconds}

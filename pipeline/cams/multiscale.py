@@ -10,13 +10,14 @@ from pipeline.data.transforms import rescale_bicubic, to_tensor
 
 
 def scale_sum(image: np.ndarray, k: int, scales, flip: bool, mean, std, device, layer_maps,
-              unit_layers: bool = False, normalise: str = "max") -> np.ndarray:
+              unit_layers: bool = False, normalise: str = "max", align_corners: bool = False) -> np.ndarray:
     """The multi-scale + flip protocol shared by every method: the image is rescaled bicubically
     (rescale_bicubic, as psa and IRN) to each scale; layer_maps(x) gives, per layer,
     maps (B, K, h, w) for the batch [image, flipped image]; each is flipped back, upsampled to
     the image and added (scaled to max 1 first when unit_layers); the sum is scaled per class
-    to max 1 (normalise "max") or to [0, 1] from its min to its max ("minmax"). layer_maps runs
-    in the stage's mixed precision (pipeline/core/precision.py); its maps are summed in float32.
+    to max 1 (normalise "max") or to [0, 1] from its min to its max ("minmax"). The upsampling is
+    bilinear, with `align_corners` (GETAM's protocol sets it). layer_maps runs in the stage's mixed
+    precision (pipeline/core/precision.py); its maps are summed in float32.
     Returns float32 (K, H, W)."""
     if normalise not in NORMALISATIONS:
         raise ValueError(f"normalise '{normalise}' is unknown; expected one of {sorted(NORMALISATIONS)}")
@@ -33,7 +34,7 @@ def scale_sum(image: np.ndarray, k: int, scales, flip: bool, mean, std, device, 
         for maps in layers:
             maps = maps.float()
             maps = maps[:1] + maps[1:].flip(-1) if flip else maps
-            maps = F.interpolate(maps, size=(h, w), mode="bilinear", align_corners=False)[0].cpu()
+            maps = F.interpolate(maps, size=(h, w), mode="bilinear", align_corners=align_corners)[0].cpu()
             total += unit_max(maps) if unit_layers else maps
     return NORMALISATIONS[normalise](total).numpy()
 

@@ -65,8 +65,13 @@ def evaluate_map(model: torch.nn.Module, data: ClassificationData, device, desc=
 
 
 def _batch_loss(model, batch, device) -> torch.Tensor:
+    """The multi-label loss of the model's score; for a model with several predictions
+    (`predictions`: the class-token ViT's class tokens, coarse CAM, fine CAM), their sum."""
     x, y = batch
-    return classification_loss(model(to_device(x, device)).float(), to_device(y, device))
+    x, y = to_device(x, device), to_device(y, device)
+    if hasattr(model, "predictions"):
+        return sum(classification_loss(p.float(), y) for p in model.predictions(x))
+    return classification_loss(model(x).float(), y)
 
 
 def train(train_voc: VOCDataset, val_voc: VOCDataset, cfg: dict, out: str | Path, device,
@@ -83,7 +88,8 @@ def train(train_voc: VOCDataset, val_voc: VOCDataset, cfg: dict, out: str | Path
                         generator=torch.Generator().manual_seed(seed))
     settings = {"cfg": json.dumps(cfg, sort_keys=True), "classes": classes, "n_train": len(train_data),
                 "seed": seed, "data": dataset_identity(train_voc)}
-    section = "classifier" if cfg.get("kind", "cnn") == "cnn" else "vit_classifier"
+    section = "classifier" if cfg.get("kind", "cnn") == "cnn" else \
+        "mct_classifier" if cfg.get("class_tokens") == "per_class" else "vit_classifier"
     history = fit(model, loader, _batch_loss, cfg, partial, settings, device, section,
                   on_epoch=lambda epoch: setattr(train_data, "epoch", epoch), seed=seed)
 

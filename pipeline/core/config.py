@@ -16,7 +16,7 @@ from pipeline.maps.calibration import check_calibration_split
 SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
 DEFAULTS_PATH = Path(__file__).resolve().parents[2] / "config.yaml"   # the checkout's defaults
 # the sections whose `backbone` is a timm model name (vit_classifier's, laid over classifier's)
-BACKBONE_SECTIONS = ("classifier", "vit_classifier", "affinity", "segmentation")
+BACKBONE_SECTIONS = ("classifier", "vit_classifier", "mct_classifier", "affinity", "segmentation")
 # keys of `weights` that are not a checkpoint path (pipeline.models.weights)
 NAMED_WEIGHTS = ("offline", "none", "timm")
 
@@ -190,8 +190,10 @@ def dataset_config(config: dict, dataset: str) -> dict:
 
 def stage_config(config: dict, dataset: str, section: str) -> dict:
     """The section's defaults with the dataset's overrides applied on top. The ViT classifier
-    trains like the CNN one: its section is laid over the (overridden) classifier section."""
-    merged = stage_config(config, dataset, "classifier") if section == "vit_classifier" else {}
+    trains like the CNN one: its section is laid over the (overridden) classifier section, and the
+    class-token ViT's over the (overridden) ViT's."""
+    below = {"vit_classifier": "classifier", "mct_classifier": "vit_classifier"}.get(section)
+    merged = stage_config(config, dataset, below) if below else {}
     merged.update(copy.deepcopy(config[section]))
     merged.update(dataset_config(config, dataset).get("overrides", {}).get(section, {}))
     return merged

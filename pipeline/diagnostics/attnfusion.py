@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from pipeline.cams.multiscale import unit_range
 from pipeline.cams.seeds import seed_label
-from pipeline.cams.vit import attnfusion_map
+from pipeline.cams.vit import MCTFORMER_CLS_BLOCKS, attnfusion_map
 from pipeline.data.transforms import rescale_bicubic, to_tensor
 from pipeline.data.voc import VOCDataset
 from pipeline.maps.metrics import ConfusionAccumulator, scores
@@ -45,7 +45,7 @@ def fusion_variants(attns, patch_cam: torch.Tensor, cls_blocks: int) -> dict:
 def diagnose(model, meta: dict, voc: VOCDataset, scales, flip: bool, thresholds, device="cpu") -> dict:
     """Attention statistics (at the first scale) and each variant's seed curve over the images of voc."""
     model.eval().to(device)
-    cls_blocks = meta["depth"] - meta["start_block"]
+    cls_blocks = MCTFORMER_CLS_BLOCKS   # as the extraction's attnfusion
     acc, stats, corr = {}, [], []
     for image_id in voc.ids:
         image, class_ids, gt = voc.load_image(image_id), voc.image_labels(image_id), voc.load_mask(image_id)

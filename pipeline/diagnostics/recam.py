@@ -9,7 +9,6 @@ where their signs agree (where the product W_new * W_cls is positive).
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 from tqdm import tqdm
 

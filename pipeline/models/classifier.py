@@ -75,6 +75,8 @@ def save_checkpoint(model: Classifier, path, **extra_meta) -> None:
 def build_classifier(cfg: dict, num_classes: int, weights: str = "none") -> nn.Module:
     """The CNN classifier, or for the ViT methods the ViT-hybrid or a plain timm ViT (cfg['kind'])."""
     kind = cfg.get("kind", "cnn")
+    if cfg.get("class_tokens", "one") == "per_class":
+        return build_class_token_vit(cfg, num_classes, weights)
     if kind == "vit_hybrid":
         from .vit_hybrid import ViTHybridClassifier
         return ViTHybridClassifier(cfg["backbone"], num_classes, cfg["embed_dim"], cfg["depth"], cfg["heads"],
@@ -84,6 +86,21 @@ def build_classifier(cfg: dict, num_classes: int, weights: str = "none") -> nn.M
         return PlainViTClassifier(cfg["backbone"], num_classes, cfg["start_block"], weights)
     return Classifier(cfg["backbone"], num_classes, cfg["pooling"], cfg["output_stride"], weights,
                       cfg["feature_level"], cfg.get("recam", False))
+
+
+def build_class_token_vit(cfg: dict, num_classes: int, weights: str = "none") -> nn.Module:
+    """The ViT with one class token per class (MCTformer, WeakTr) on the hybrid or a timm ViT."""
+    from .vit_mct import HybridClassTokenViT, PlainClassTokenViT
+    kind = cfg.get("kind")
+    if kind == "vit_hybrid":
+        return HybridClassTokenViT(cfg["backbone"], num_classes, cfg["embed_dim"], cfg["depth"], cfg["heads"],
+                                   cfg["output_stride"], weights, cfg["feature_level"],
+                                   reduction=cfg["aaf_reduction"], feat_reduction=cfg["aaf_feat_reduction"],
+                                   start_block=cfg["start_block"])
+    if kind == "vit":
+        return PlainClassTokenViT(cfg["backbone"], num_classes, weights, cfg["aaf_reduction"],
+                                  cfg["aaf_feat_reduction"], cfg["start_block"])
+    raise ValueError(f"class_tokens 'per_class' needs kind 'vit_hybrid' or 'vit', not '{kind}'")
 
 
 def load_classifier(path, expected_backbone: str | None = None) -> tuple[nn.Module, dict]:

@@ -16,24 +16,38 @@ import torch
 import torch.nn as nn
 
 
-class TwoHeadViT(nn.Module):
-    """Subclasses build their trunk, call `_init_heads`, and define `pretrained` and `encode`."""
+class AttentionCapture(nn.Module):
+    """Keeps each block's softmaxed attention in `self.attentions` (and, with `outputs`, each
+    attention module's output (B, N, D) in `self.attention_outputs`) on every forward."""
 
-    def _init_heads(self, blocks, embed_dim: int, num_classes: int) -> None:
-        self.head = nn.Linear(embed_dim, num_classes)
-        self.patch_head = nn.Linear(embed_dim, num_classes, bias=False)
+    def _capture_attention(self, blocks, outputs: bool = False) -> None:
         self.attentions: list[torch.Tensor] = []
+        self.attention_outputs: list[torch.Tensor] = []
         for block in blocks:
             # the fused kernel never materialises the attention matrix; the explicit path passes
             # softmax(q k^T * scale) through attn_drop, where the hook picks it up
             block.attn.fused_attn = False
             block.attn.attn_drop.register_forward_hook(self._keep_attention)
+            if outputs:
+                block.attn.register_forward_hook(self._keep_attention_output)
+
+    def _keep_attention_output(self, module, inputs, output):
+        self.attention_outputs.append(output)
 
     def _keep_attention(self, module, inputs, output):
         # the output is what `attn @ v` consumes, so gradients w.r.t. it are the attention's
         if output.requires_grad:
             output.retain_grad()   # lets .grad be read after a plain backward()
         self.attentions.append(output)
+
+
+class TwoHeadViT(AttentionCapture):
+    """Subclasses build their trunk, call `_init_heads`, and define `pretrained` and `encode`."""
+
+    def _init_heads(self, blocks, embed_dim: int, num_classes: int) -> None:
+        self.head = nn.Linear(embed_dim, num_classes)
+        self.patch_head = nn.Linear(embed_dim, num_classes, bias=False)
+        self._capture_attention(blocks)
 
     def pretrained(self) -> nn.Module:
         """The part that starts from pretrained weights (trained at the base lr)."""
