@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from pipeline.affinity.random_walk import random_walk, transition_matrix
+from pipeline.affinity.random_walk import feature_affinities, walk
 from pipeline.core.provenance import dataset_identity
 from pipeline.core.store import ArtifactReader, ArtifactWriter, file_digest
 from pipeline.data.transforms import to_tensor
@@ -30,24 +30,34 @@ def propagate_image(model: AffinityNet, image: np.ndarray, cams: np.ndarray, mea
     s = model.stride
     h, w = image.shape[:2]
     x = F.pad(to_tensor(image, mean, std), (0, -w % s, 0, -h % s))   # zero = the mean colour
-    return walk_maps(model(x[None].to(device))[0], cams, s, cfg)
+    return walk_maps(feature_affinities(model(x[None].to(device))[0], cfg["radius"]), cams, s, cfg)
+
+
+def pooled_maps(maps: np.ndarray, stride: int) -> torch.Tensor:
+    """maps (C, H, W) padded with 0 to a multiple of stride and average-pooled: (C, ceil(H / s), ceil(W / s))."""
+    h, w = maps.shape[1:]
+    stack = F.pad(torch.from_numpy(np.ascontiguousarray(maps, np.float32)), (0, -w % stride, 0, -h % stride))
+    return F.avg_pool2d(stack[None], stride)[0]
+
+
+def upsampled(walked: torch.Tensor, stride: int, h: int, w: int) -> torch.Tensor:
+    """Grid maps (C, h', w') bilinearly upsampled by stride and cropped to (C, h, w)."""
+    return F.interpolate(walked[None], scale_factor=stride, mode="bilinear", align_corners=False)[0][:, :h, :w]
 
 
 @torch.no_grad()
-def walk_maps(features: torch.Tensor, cams: np.ndarray, stride: int, cfg: dict) -> np.ndarray:
-    """cams (K, H, W) and their background score, average-pooled onto the grid of features (D, h, w)
-    (the image padded to a multiple of stride), walked 2^logt steps over the features' affinities,
-    upsampled and cropped back -> float32 (1 + K, H, W): background first."""
+def walk_maps(affinities: torch.Tensor, cams: np.ndarray, stride: int, cfg: dict) -> np.ndarray:
+    """cams (K, H, W) and their background score, average-pooled onto the affinity grid (the image
+    padded to a multiple of stride), walked 2^logt steps over the neighbour affinities (h, w, K') on
+    the disk of cfg's radius (pipeline.affinity.random_walk's seam), upsampled and cropped back
+    -> float32 (1 + K, H, W): background first."""
     h, w = cams.shape[1:]
-    stack = torch.from_numpy(np.concatenate([background_score(cams, cfg["alpha"])[None], cams]).astype(np.float32))
-    stack = F.pad(stack, (0, -w % stride, 0, -h % stride))
+    stack = np.concatenate([background_score(cams, cfg["alpha"])[None], cams])
     # every channel, background included, is padded with 0, as psa's infer_aff
-    grid_maps = F.avg_pool2d(stack[None], stride)[0].to(features.device)
+    grid_maps = pooled_maps(stack, stride).to(affinities.device)
     # float32 throughout: pipeline/affinity/random_walk.py says why float64 buys nothing here
-    T = transition_matrix(features, cfg["radius"], cfg["beta"])
-    walked = random_walk(grid_maps, T, 2 ** cfg["logt"])
-    up = F.interpolate(walked[None], scale_factor=stride, mode="bilinear", align_corners=False)[0]
-    return up[:, :h, :w].float().cpu().numpy()
+    walked = walk(affinities, cfg["radius"], cfg["beta"], grid_maps, 2 ** cfg["logt"])
+    return upsampled(walked, stride, h, w).float().cpu().numpy()
 
 
 def propagate(model: AffinityNet, meta: dict, cams: ArtifactReader, voc: VOCDataset, out, cfg: dict,
