@@ -14,6 +14,7 @@ rule refine:
         eval_split=lambda wc: ds(wc.dataset)["splits"]["seeds"],
         settings=settings("refine"),
         bg=lambda wc: cfgmod.stage_config(config, wc.dataset, "seeds")["bg_threshold"],
+        affinity=lambda wc: affinity_kind(wc.dataset),
     threads: THREADS
     resources:
         mem_mb=4000,
@@ -25,5 +26,5 @@ rule refine:
     shell:
         "python -m stages.refine {params.data} --split {params.split:q} --eval-split {params.eval_split:q}"
         " --shard {wildcards.scatteritem} --maps {input.maps:q} --method {wildcards.method}"
-        " --bg-threshold {params.bg:q} {params.settings:q} --workers {threads} --out {output.labels:q}"
+        " --affinity {params.affinity:q} --bg-threshold {params.bg:q} {params.settings:q} --workers {threads} --out {output.labels:q}"
         " --tally {output.tally:q} 2>&1 | tee {log:q}"

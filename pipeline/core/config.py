@@ -15,7 +15,7 @@ from pipeline.core.cam_methods import ALL_METHODS
 SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
 DEFAULTS_PATH = Path(__file__).resolve().parents[2] / "config.yaml"   # the checkout's defaults
 # the sections whose `backbone` is a timm model name (vit_classifier's, laid over classifier's)
-BACKBONE_SECTIONS = ("classifier", "vit_classifier", "affinity", "segmentation")
+BACKBONE_SECTIONS = ("classifier", "vit_classifier", "affinity", "irn", "segmentation")
 # keys of `weights` that are not a checkpoint path (pipeline.models.weights)
 NAMED_WEIGHTS = ("offline", "none", "timm")
 
