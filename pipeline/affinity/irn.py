@@ -105,7 +105,7 @@ def path_affinity_loss(boundary: torch.Tensor, labels: torch.Tensor, radius: int
     pos_loss, neg_loss = -torch.log(a + EPS), -torch.log(1.0 + EPS - a)
 
     def mean_over(mask, values):
-        return (values * mask).sum() / (mask.sum() + EPS)
+        return (values * mask).sum() / (mask.sum(dtype=values.dtype) + EPS)
 
     positive = mean_over(bg_pos, pos_loss) / 2 + mean_over(fg_pos, pos_loss) / 2
     return (positive + mean_over(neg, neg_loss)) / 2

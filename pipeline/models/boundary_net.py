@@ -40,11 +40,13 @@ class BoundaryNet(nn.Module):
         self.fuse = nn.Conv2d(dim * len(levels), 1, 1, bias=True)
         self.meta = {"backbone": backbone, "levels": levels, "dim": dim, "stride": stride,
                      "output_stride": output_stride}
+        self.train()
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) -> boundary logits (B, 1, ceil(H / stride), ceil(W / stride))."""
         grid = (math.ceil(x.shape[2] / self.stride), math.ceil(x.shape[3] / self.stride))
-        with torch.no_grad():   # the frozen backbone
+        self.backbone.eval()     # frozen, BatchNorm statistics included, whatever mode the caller set
+        with torch.no_grad():
             last, earlier = self.backbone.with_levels(x, self.levels[:-1])
         projected = [F.interpolate(proj(f.detach()), size=grid, mode="bilinear", align_corners=False)
                      for proj, f in zip(self.project, [*earlier, last])]
