@@ -260,3 +260,24 @@ def test_the_irn_voc_overlay_builds_the_dag_on_a_voc_layout(tmp_path):
         assert f"rule {rule}:" in run.stdout or f"localrule {rule}:" in run.stdout, rule
     assert "--maps results/voc/rw_irn/cam.h5" in run.stdout and "--affinity irn" in run.stdout
     assert "--backbone resnet50" in run.stdout
+
+
+def test_compare_walks_strip_and_band_counts_by_hand(tiny_voc, tmp_path):
+    from pipeline.affinity.compare import band_counts
+    from stages import compare_walks
+    gt = np.array([[0, 0, 2, 2], [0, 2, 2, 255], [1, 1, 0, 0]], np.uint8)
+    label = np.array([[2, 0, 2, 2], [2, 2, 2, 2], [1, 1, 1, 0]], np.uint8)
+    # rows 0-1: lynx (2) on 7 pixels, 2 of them on ground-truth background; background on 1
+    assert band_counts(label, gt, (0, 1), DEMO_CLASSES) == {"background": (1, 1), "lynx": (7, 2)}
+    voc = _blob_cams(tiny_voc, tmp_path / "cams.h5")
+    image_id = voc.ids[0]
+    with ArtifactWriter(tmp_path / "walk.h5", meta={"classes": DEMO_CLASSES}) as writer:
+        gt = voc.load_mask(image_id)
+        writer.write(image_id, np.stack([(gt == 0), (gt != 0)]).astype(np.float16), classes=np.asarray([0, 3]))
+    compare_walks.main(["--root", str(tiny_voc), "--classes", json.dumps(DEMO_CLASSES), "--split", "train",
+                        "--image-id", image_id, "--maps", f"a={tmp_path / 'walk.h5'}", "--rows", "0", "3",
+                        "--out", str(tmp_path / "strip.png")])
+    from PIL import Image
+    strip = np.asarray(Image.open(tmp_path / "strip.png"))
+    h, w = gt.shape
+    assert strip.shape == (h, 3 * w + 8, 3)
