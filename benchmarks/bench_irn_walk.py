@@ -14,10 +14,11 @@ the global maximum); the benchmark prints how many agree and the largest differe
 normalised walks. Each walk runs in a fresh process; peak memory is the rise of that process's
 peak RSS over its RSS with the inputs built (CPU) or torch's peak allocation (CUDA). IRN's dense
 squarings cost N^3 each: on a CPU the 128 x 128 grid takes hours (8 products of two 1 GiB
-matrices), so measure it on a GPU (--device cuda) or a smaller grid (--grid 64).
+matrices), so measure it on a GPU (--device cuda), on a smaller grid (--grid 64), or with
+--dense products: IRN's same dense T applied 256 times (the memory floor of IRN's walk).
 Run from the repo root:
 
-    python benchmarks/bench_irn_walk.py [--quick] [--device auto|cpu|cuda] [--grid 128]
+    python benchmarks/bench_irn_walk.py [--quick] [--device auto|cpu|cuda] [--grid 128] [--dense square|products]
 """
 from __future__ import annotations
 
@@ -63,8 +64,8 @@ def sparse_walk(boundary, seeds, logt):
     return irn_walk(boundary, seeds, RADIUS, BETA, 2 ** logt)
 
 
-def dense_walk(boundary, seeds, logt):
-    """IRN's formulation: dense A (identity on the diagonal), A^beta over column sums, squared logt times."""
+def dense_matrix(boundary):
+    """IRN's dense T: A (identity on the diagonal) raised to beta, each column divided by its sum."""
     h, w = boundary.shape
     n = h * w
     A = torch.eye(n, device=boundary.device)
@@ -75,14 +76,29 @@ def dense_walk(boundary, seeds, logt):
         A[i, j] = a.flatten()
         A[j, i] = a.flatten()
     T = A.pow_(BETA)
-    T /= T.sum(0, keepdim=True)
+    return T.div_(T.sum(0, keepdim=True))
+
+
+def dense_walk(boundary, seeds, logt):
+    """IRN's propagate_to_edge: T squared logt times, then seeds x (1 - B) @ T."""
+    T = dense_matrix(boundary)
     for _ in range(logt):
         T = T @ T
-    x = (seeds * (1 - boundary)).reshape(len(seeds), n)
+    x = (seeds * (1 - boundary)).reshape(len(seeds), -1)
     return (x @ T).reshape(seeds.shape)
 
 
-WALKS = {"sparse": sparse_walk, "dense": dense_walk}
+def dense_products_walk(boundary, seeds, logt):
+    """IRN's dense T applied 2^logt times instead of squared: the same matrix in memory (a floor under
+    the squaring's, which holds two more), N^2 work a step instead of N^3 a squaring."""
+    T = dense_matrix(boundary)
+    x = (seeds * (1 - boundary)).reshape(len(seeds), -1)
+    for _ in range(2 ** logt):
+        x = x @ T
+    return x.reshape(seeds.shape)
+
+
+WALKS = {"sparse": sparse_walk, "dense": dense_walk, "dense_products": dense_products_walk}
 
 
 def rss_bytes() -> int:
@@ -135,6 +151,9 @@ def main() -> int:
     p.add_argument("--quick", action="store_true", help="a 24 x 24 grid, 2^4 steps: a smoke test")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--grid", type=int, default=128, help="grid side (VOC's 512 crop at stride 4: 128)")
+    p.add_argument("--dense", default="square", choices=["square", "products"],
+                   help="square: IRN's 8 squarings of T (hours on a CPU at 128 x 128); products: its T applied "
+                        "256 times (the same dense matrix, minutes)")
     args = p.parse_args()
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     threads = cfgmod.load(REPO / "config.yaml")["threads"]
@@ -142,11 +161,13 @@ def main() -> int:
     print(f"grid {grid}x{grid} (N = {grid * grid:,}), radius {RADIUS}, beta {BETA:g}, 2^{logt} steps, {MAPS} maps, "
           f"device {device}" + (f" ({torch.cuda.get_device_name()})" if device == "cuda" else f", {threads} threads"))
     sparse_s, sparse_mem, sparse_out = run("sparse", grid, logt, device, threads)
-    dense_s, dense_mem, dense_out = run("dense", grid, logt, device, threads)
+    dense = "dense" if args.dense == "square" else "dense_products"
+    dense_s, dense_mem, dense_out = run(dense, grid, logt, device, threads)
     same = (labels(sparse_out) == labels(dense_out)).double().mean().item()
     diff = (sparse_out / sparse_out.max() - dense_out / dense_out.max()).abs().max().item()
     print(f"sparse (ours): {sparse_s:8.3f} s, peak +{sparse_mem / 2**20:9.1f} MiB")
-    print(f"dense (IRN):   {dense_s:8.3f} s, peak +{dense_mem / 2**20:9.1f} MiB")
+    print(f"dense (IRN, {'T squared' if args.dense == 'square' else 'T applied'} {logt if args.dense == 'square' else 2 ** logt} "
+          f"times): {dense_s:8.3f} s, peak +{dense_mem / 2**20:9.1f} MiB")
     print(f"same labels {100 * same:.2f}%, max |difference| of the normalised walks {diff:.1e}; "
           f"time ratio dense/sparse {dense_s / sparse_s:.1f}x")
     memory = dense_mem / max(sparse_mem, 1)
