@@ -119,28 +119,36 @@ def affinity_transition(affinities: torch.Tensor, radius: int, beta: float) -> t
     device = weights.device
     dy = torch.tensor([o[0] for o in offsets], device=device, dtype=torch.int32)
     dx = torch.tensor([o[1] for o in offsets], device=device, dtype=torch.int32)
-    ys = torch.arange(h, device=device, dtype=torch.int32)
-    xs = torch.arange(w, device=device, dtype=torch.int32)
-    # a neighbour is inside when its row and its column are: (h, 1, K) & (1, w, K), no N x K indices
-    inside = (((ys[:, None] + dy) >= 0) & ((ys[:, None] + dy) < h))[:, None] \
-        & (((xs[:, None] + dx) >= 0) & ((xs[:, None] + dx) < w))[None]
-    inside = inside.reshape(h * w, -1)
+    # a neighbour is inside when its row and its column are: (h, 1, K) & (1, w, K), built a block
+    # of image rows at a time, so that no N x K mask is held
+    row_inside = ((torch.arange(h, device=device, dtype=torch.int32)[:, None] + dy) >= 0) \
+        & ((torch.arange(h, device=device, dtype=torch.int32)[:, None] + dy) < h)
+    col_inside = ((torch.arange(w, device=device, dtype=torch.int32)[:, None] + dx) >= 0) \
+        & ((torch.arange(w, device=device, dtype=torch.int32)[:, None] + dx) < w)
+    block = max(1, ROW_BLOCK // w)   # image rows a block
+
+    def inside(y0: int, y1: int) -> torch.Tensor:
+        return (row_inside[y0:y1, None] & col_inside[None]).reshape((y1 - y0) * w, -1)
+
     rows = torch.zeros(h * w + 1, device=device, dtype=torch.int32)
-    torch.cumsum(inside.sum(1, dtype=torch.int32), 0, out=rows[1:])
+    counts = torch.cat([inside(y0, min(y0 + block, h)).sum(1, dtype=torch.int32) for y0 in range(0, h, block)])
+    torch.cumsum(counts, 0, out=rows[1:])
     ends = rows.tolist()
     columns = torch.empty(ends[-1], device=device, dtype=torch.int32)
-    values = torch.empty(ends[-1], device=device, dtype=weights.dtype)
-    pixels = torch.arange(h * w, device=device, dtype=torch.int32)
+    flat = weights.reshape(-1)
     shift = dy * w + dx
-    flat = weights.reshape(h * w, -1)
-    # in blocks of rows: masked_select's scratch (8 bytes an input entry) would otherwise be the
-    # largest allocation of the walk
-    for start in range(0, h * w, ROW_BLOCK):
-        stop = min(start + ROW_BLOCK, h * w)
-        keep = inside[start:stop]
-        torch.masked_select(pixels[start:stop, None] + shift, keep, out=columns[ends[start]:ends[stop]])
-        torch.masked_select(flat[start:stop], keep, out=values[ends[start]:ends[stop]])
-    del weights, flat
+    # the kept weights are compacted to the front of the weights' own storage, block by block: a
+    # block's entries land at or before where they were read, and later blocks are read from
+    # further on, so T's values need no second N x K array
+    for y0 in range(0, h, block):
+        y1 = min(y0 + block, h)
+        start, stop = y0 * w, y1 * w
+        keep = inside(y0, y1)
+        pixels = torch.arange(start, stop, device=device, dtype=torch.int32)
+        torch.masked_select(pixels[:, None] + shift, keep, out=columns[ends[start]:ends[stop]])
+        flat[ends[start]:ends[stop]] = torch.masked_select(flat[start * len(offsets):stop * len(offsets)],
+                                                           keep.reshape(-1))
+    values = flat[:ends[-1]]
     with warnings.catch_warnings():   # torch flags its CSR support as beta at every first use
         warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta state")
         return torch.sparse_csr_tensor(rows, columns, values, (h * w, h * w), check_invariants=False)
