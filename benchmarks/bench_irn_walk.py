@@ -154,10 +154,12 @@ def main() -> int:
     p.add_argument("--dense", default="square", choices=["square", "products"],
                    help="square: IRN's 8 squarings of T (hours on a CPU at 128 x 128); products: its T applied "
                         "256 times (the same dense matrix, minutes)")
+    p.add_argument("--logt", type=int, default=8, help="2^logt steps (IRN: 8); a squaring's peak memory does "
+                   "not depend on how many follow, so --logt 1 measures IRN's peak at 1/8 of its time")
     args = p.parse_args()
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     threads = cfgmod.load(REPO / "config.yaml")["threads"]
-    grid, logt = (24, 4) if args.quick else (args.grid, 8)
+    grid, logt = (24, 4) if args.quick else (args.grid, args.logt)
     print(f"grid {grid}x{grid} (N = {grid * grid:,}), radius {RADIUS}, beta {BETA:g}, 2^{logt} steps, {MAPS} maps, "
           f"device {device}" + (f" ({torch.cuda.get_device_name()})" if device == "cuda" else f", {threads} threads"))
     sparse_s, sparse_mem, sparse_out = run("sparse", grid, logt, device, threads)
