@@ -19,6 +19,7 @@ include: "rules/data.smk"            # make_demo, coco_index, coco_masks, check_
 include: "rules/classifier.smk"      # train_classifier, train_recam
 include: "rules/cams.smk"            # extract_cams, evaluate_seeds, evaluate_boxes, summarize_cams
 include: "rules/affinity.smk"        # affinity_labels, train_affinity, propagate
+include: "rules/irn.smk"             # ir_labels, train_irn, propagate_irn
 include: "rules/refine.smk"          # refine
 include: "rules/segmentation.smk"    # train_segmentation, predict
 include: "rules/gather.smk"          # gather (the shards of a per-image stage), export_png

@@ -217,9 +217,18 @@ def classifier_ckpt(wildcards):
     return f"results/{wildcards.dataset}/{classifier_of(wildcards.method)}.pt"
 
 
+# the walk of each affinity.kind: its maps' directory and its training report
+WALKS = {"affinitynet": ("rw", "affinity"), "irn": ("rw_irn", "irn")}
+
+
+def affinity_kind(dataset):
+    return cfgmod.stage_config(config, dataset, "affinity")["kind"]
+
+
 def refine_source(wildcards):
     source = cfgmod.stage_config(config, wildcards.dataset, "refine")["source"]
-    return f"results/{wildcards.dataset}/{source}/{wildcards.method}.h5"
+    folder = WALKS[affinity_kind(wildcards.dataset)][0] if source == "rw" else source
+    return f"results/{wildcards.dataset}/{folder}/{wildcards.method}.h5"
 
 
 # Segmentation: segnet/{labels}.pt is trained on pseudo/{labels}.h5, or on the ground truth when
@@ -229,10 +238,12 @@ def pseudo_labels(wildcards):
 
 
 def final_input(name):
-    """Inputs of the final evaluation, for the method whose pseudo-labels train the network."""
+    """Inputs of the final evaluation, for the method whose pseudo-labels train the network; {rw} and
+    {affinity} in name are the folders of the walk affinity.kind picks (WALKS)."""
     def path(wildcards):
         method = cfgmod.stage_config(config, wildcards.dataset, "segmentation")["labels_from"]
-        return name.format(dataset=wildcards.dataset, method=method)
+        rw, affinity = WALKS[affinity_kind(wildcards.dataset)]
+        return name.format(dataset=wildcards.dataset, method=method, rw=rw, affinity=affinity)
     return path
 
 

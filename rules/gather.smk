@@ -10,7 +10,7 @@ rule gather:
         maps="results/{dataset}/{artifact}.h5",
         report="results/{dataset}/{artifact}.json",
     wildcard_constraints:
-        artifact=r"(cams|rw|pseudo|pred)/\w+|affinity/\w+_labels|masks/[A-Za-z0-9_-]+",
+        artifact=r"(cams|rw|rw_irn|pseudo|pred)/\w+|(affinity|irn)/\w+_labels|masks/[A-Za-z0-9_-]+",
     params:
         classes=lambda wc: json.dumps(ds(wc.dataset)["classes"]),
     log:

@@ -16,6 +16,7 @@ rule refine:
         settings=settings("refine"),
         bg=lambda wc: cfgmod.stage_config(config, wc.dataset, "seeds")["bg_threshold"],
         calibration=calibration_flag("--bg-calibration"),
+        affinity=lambda wc: affinity_kind(wc.dataset),
     threads: THREADS
     resources:
         mem_mb=4000,
@@ -29,5 +30,6 @@ rule refine:
     shell:
         "python -m stages.refine {params.data} --split {params.split:q} --eval-split {params.eval_split:q}"
         " --shard {wildcards.scatteritem} --maps {input.maps:q} --method {wildcards.method}"
-        " --bg-threshold {params.bg:q} {params.calibration:q} {params.settings:q} --workers {threads} --out {output.labels:q}"
+        " --affinity {params.affinity:q} --bg-threshold {params.bg:q} {params.calibration:q} {params.settings:q}"
+        " --workers {threads} --out {output.labels:q}"
         " --tally {output.tally:q} 2>&1 | tee {log:q}"

@@ -17,6 +17,8 @@ from pipeline.core import config as cfgmod
 # The config keys each stage reads: (section, keys or None for all, keys left out). The Snakefile
 # passes exactly these, so a change elsewhere in the section does not rerun the stage.
 AFFINITY_LABEL_KEYS = ("alpha_low", "alpha_high", "crf")
+IR_LABEL_KEYS = ("fg_threshold", "bg_threshold", "crf")
+IRN_WALK_KEYS = ("walk_radius", "beta", "logt", "walk_bg")
 SEGMENTATION_TEST_KEYS = ("test_scales", "test_flip", "test_crf", "crf")
 STAGE_SETTINGS = {
     "train_classifier": ("mct_classifier", None, ()),   # the CNN's are classifier's keys alone, the ViT's lack mct's
@@ -29,7 +31,10 @@ STAGE_SETTINGS = {
     "calibrate_seeds": ("seeds", ("sweep", "per_class"), ()),
     "evaluate_boxes": ("boxes", None, ()),
     "affinity_labels": ("affinity", AFFINITY_LABEL_KEYS, ()),
-    "train_affinity": ("affinity", None, AFFINITY_LABEL_KEYS),
+    "train_affinity": ("affinity", None, (*AFFINITY_LABEL_KEYS, "kind")),
+    "ir_labels": ("irn", IR_LABEL_KEYS, ()),
+    "train_irn": ("irn", None, (*IR_LABEL_KEYS, *IRN_WALK_KEYS)),
+    "propagate_irn": ("irn", IRN_WALK_KEYS, ()),
     "propagate": ("random_walk", None, ("alpha_grid",)),
     "calibrate_walk": ("random_walk", None, ()),
     "refine": ("refine", None, ()),

@@ -19,6 +19,8 @@ def main(argv=None) -> None:
     p = shard_parser(__doc__, "uint8 labels, 255 = ignore", eval_split=True, runtime=False)
     p.add_argument("--maps", required=True, help="HDF5 of class maps: cams/{method}.h5 or rw/{method}.h5")
     p.add_argument("--method", required=True)
+    p.add_argument("--affinity", default=None, choices=["affinitynet", "irn"],
+                   help="the affinity behind rw maps (affinity.kind), named in the ladder as rw:AFFINITY")
     p.add_argument("--bg-threshold", type=_threshold, required=True,
                    help="background of CAM maps (seeds.bg_threshold): a number, or auto with --bg-calibration")
     p.add_argument("--bg-calibration", default=None, help="JSON of stages.calibrate_seeds (bg_threshold auto)")
@@ -34,8 +36,8 @@ def main(argv=None) -> None:
         bg = json.loads(Path(args.bg_calibration).read_text())["chosen"]
     set_threads(1)   # one thread per worker process: images run in parallel instead
     voc, eval_voc = shard_datasets(args, eval_split=True)
-    tally = refine(ArtifactReader(args.maps), voc, eval_voc, args.out, cfg, bg, cfg["source"],
-                   args.workers)
+    source = f"rw:{args.affinity}" if cfg["source"] == "rw" and args.affinity else cfg["source"]
+    tally = refine(ArtifactReader(args.maps), voc, eval_voc, args.out, cfg, bg, source, args.workers)
     write_json(args.tally, {"method": args.method, **tally})
     print(f"refine: {args.method} labels of {len(voc)} images of shard {args.shard} -> {args.out}")
 

@@ -36,7 +36,8 @@ def dense_walk(features: torch.Tensor, radius: int, beta: float, maps: torch.Ten
     return (torch.linalg.matrix_power(T, steps) @ v).T.reshape(maps.shape)
 
 
-@pytest.mark.parametrize("h, w, radius", [(6, 9, 5), (11, 7, 3)])
+# the last two span several blocks of rows (ROW_BLOCK pixels), the last one row a block
+@pytest.mark.parametrize("h, w, radius", [(6, 9, 5), (11, 7, 3), (12, 90, 3), (2, 520, 2)])
 def test_sparse_matrix_is_the_dense_transition_matrix(h, w, radius):
     torch.manual_seed(h * w)
     features = torch.rand(16, h, w, dtype=torch.float64) * 3
@@ -44,8 +45,10 @@ def test_sparse_matrix_is_the_dense_transition_matrix(h, w, radius):
     assert T.layout == torch.sparse_csr and T.dtype == torch.float64
     assert torch.allclose(T.to_dense(), dense_transition(features, radius, 8), atol=1e-12, rtol=0)
     # one stored entry per in-grid neighbour: the disk clipped by the grid, never more
-    assert T.values().numel() == sum(1 for p in range(h * w) for q in range(h * w)
-                                     if (p // w - q // w) ** 2 + (p % w - q % w) ** 2 < radius ** 2)
+    # (each offset (dy, dx) of the disk links the (h - |dy|)(w - |dx|) pixels whose neighbour is in the grid)
+    r = radius - 1
+    assert T.values().numel() == sum(max(h - abs(dy), 0) * max(w - abs(dx), 0) for dy in range(-r, r + 1)
+                                     for dx in range(-r, r + 1) if dy * dy + dx * dx < radius ** 2)
 
 
 @pytest.mark.parametrize("h, w, radius", [(6, 9, 5), (11, 7, 3)])

@@ -165,7 +165,7 @@ def test_whole_dag_runs_on_a_voc_format_fixture(fixture_run, tiny_voc):
             assert list(rw_maps[key].attrs["classes"]) == [0, *cams[key].attrs["classes"]]
             assert rw_maps[key].shape == (1 + cams[key].shape[0], *cams[key].shape[1:])
     pseudo = json.loads((tmp_path / "results/voc/pseudo/cam.json").read_text())
-    assert [row["step"] for row in pseudo["ladder"]] == ["rw", "rw+pamr", "rw+pamr+crf"]
+    assert [row["step"] for row in pseudo["ladder"]] == ["rw:affinitynet", "rw:affinitynet+pamr", "rw:affinitynet+pamr+crf"]
     assert pseudo["ladder"][0]["miou"] == rw["miou"] and pseudo["skipped"] == []
     with h5py.File(tmp_path / "results/voc/pseudo/cam.h5", "r") as labels:
         assert len(labels) == 10 and all(labels[k].dtype == np.uint8 for k in labels)
@@ -177,8 +177,8 @@ def test_whole_dag_runs_on_a_voc_format_fixture(fixture_run, tiny_voc):
     assert final["split"] == full["split"] == "val" and final["images"] == full["images"] == 6
     assert final["weak_over_full"] == pytest.approx(final["miou"] / full["miou"])
     stages = [row["stage"] for row in final["ladder"]]
-    assert stages == ["classifier", "seeds (cam @ 0.15)", "pseudo-labels: rw", "pseudo-labels: rw+pamr",
-                      "pseudo-labels: rw+pamr+crf", "segmentation (weak)", "segmentation (full supervision)"]
+    assert stages == ["classifier", "seeds (cam @ 0.15)", "pseudo-labels: rw:affinitynet", "pseudo-labels: rw:affinitynet+pamr",
+                      "pseudo-labels: rw:affinitynet+pamr+crf", "segmentation (weak)", "segmentation (full supervision)"]
     assert final["ladder"][1]["value"] == seeds["miou"] and final["ladder"][-1]["value"] == full["miou"]
     for labels in ("cam", "full"):
         ckpt = torch.load(tmp_path / f"results/voc/segnet/{labels}.pt", weights_only=True)

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from pipeline.affinity.random_walk import random_walk, transition_matrix
+from pipeline.affinity.random_walk import feature_affinities, walk
 from pipeline.core.precision import autocast, prepare_model, to_device
 from pipeline.core.provenance import dataset_identity
 from pipeline.core.store import ArtifactReader, ArtifactWriter, file_digest
@@ -34,30 +34,40 @@ def propagate_image(model: AffinityNet, image: np.ndarray, cams: np.ndarray, mea
     x = F.pad(to_tensor(image, mean, std), (0, -w % s, 0, -h % s))   # zero = the mean colour
     with autocast(device):   # AffinityNet in the stage's precision; the walk in float32
         features = model(to_device(x[None], device))[0]
-    return walk_maps(features.float(), cams, s, cfg)
+    return walk_maps(feature_affinities(features.float(), cfg["radius"]), cams, s, cfg)
+
+
+def pooled_maps(maps: np.ndarray, stride: int) -> torch.Tensor:
+    """maps (C, H, W) padded with 0 to a multiple of stride and average-pooled: (C, ceil(H / s), ceil(W / s))."""
+    h, w = maps.shape[1:]
+    stack = F.pad(torch.from_numpy(np.ascontiguousarray(maps, np.float32)), (0, -w % stride, 0, -h % stride))
+    return F.avg_pool2d(stack[None], stride)[0]
+
+
+def upsampled(walked: torch.Tensor, stride: int, h: int, w: int) -> torch.Tensor:
+    """Grid maps (C, h', w') bilinearly upsampled by stride and cropped to (C, h, w)."""
+    return F.interpolate(walked[None], scale_factor=stride, mode="bilinear", align_corners=False)[0][:, :h, :w]
 
 
 @torch.no_grad()
-def walk_maps(features: torch.Tensor, cams: np.ndarray, stride: int, cfg: dict) -> np.ndarray:
-    """cams (K, H, W) and their background score, average-pooled onto the grid of features (D, h, w)
-    (the image padded to a multiple of stride), walked 2^logt steps over the features' affinities,
-    upsampled and cropped back -> float32 (1 + K, H, W): background first."""
-    return walk_stack(features, np.concatenate([background_score(cams, cfg["alpha"])[None], cams]), stride, cfg)
+def walk_maps(affinities: torch.Tensor, cams: np.ndarray, stride: int, cfg: dict) -> np.ndarray:
+    """cams (K, H, W) and their background score, average-pooled onto the affinity grid (the image
+    padded to a multiple of stride), walked 2^logt steps over the neighbour affinities (h, w, K') on
+    the disk of cfg's radius (pipeline.affinity.random_walk's seam), upsampled and cropped back
+    -> float32 (1 + K, H, W): background first."""
+    return walk_stack(affinities, np.concatenate([background_score(cams, cfg["alpha"])[None], cams]), stride, cfg)
 
 
 @torch.no_grad()
-def walk_stack(features: torch.Tensor, maps: np.ndarray, stride: int, cfg: dict) -> np.ndarray:
+def walk_stack(affinities: torch.Tensor, maps: np.ndarray, stride: int, cfg: dict) -> np.ndarray:
     """Any (C, H, W) maps walked as walk_maps walks [background, CAMs]: the walk is linear and
     walks each channel on its own, so several background channels walk in one pass."""
     h, w = maps.shape[1:]
-    stack = F.pad(torch.from_numpy(maps.astype(np.float32)), (0, -w % stride, 0, -h % stride))
     # every channel, background included, is padded with 0, as psa's infer_aff
-    grid_maps = F.avg_pool2d(stack[None], stride)[0].to(features.device)
+    grid_maps = pooled_maps(maps, stride).to(affinities.device)
     # float32 throughout: pipeline/affinity/random_walk.py says why float64 buys nothing here
-    T = transition_matrix(features, cfg["radius"], cfg["beta"])
-    walked = random_walk(grid_maps, T, 2 ** cfg["logt"])
-    up = F.interpolate(walked[None], scale_factor=stride, mode="bilinear", align_corners=False)[0]
-    return up[:, :h, :w].float().cpu().numpy()
+    walked = walk(affinities, cfg["radius"], cfg["beta"], grid_maps, 2 ** cfg["logt"])
+    return upsampled(walked, stride, h, w).float().cpu().numpy()
 
 
 def propagate(model: AffinityNet, meta: dict, cams: ArtifactReader, voc: VOCDataset, out, cfg: dict,
@@ -106,9 +116,9 @@ def alpha_curve(model: AffinityNet, meta: dict, cams: ArtifactReader, voc: VOCDa
                              f"{voc.mask_path(image_id)} is {gt.shape}")
         h, w = image.shape[:2]
         x = F.pad(to_tensor(image, meta["mean"], meta["std"]), (0, -w % s, 0, -h % s))
-        features = model(x[None].to(device))[0]
+        affinities = feature_affinities(model(x[None].to(device))[0], cfg["radius"])
         backgrounds = np.stack([background_score(maps, a) for a in alphas])
-        walked = walk_stack(features, np.concatenate([backgrounds, maps]), s, cfg).astype(np.float16)
+        walked = walk_stack(affinities, np.concatenate([backgrounds, maps]), s, cfg).astype(np.float16)
         ids = np.asarray([0, *class_ids], np.uint8)
         for k in range(g):
             scorer.add(k, gt, ids[np.concatenate([walked[k:k + 1], walked[g:]]).argmax(0)])

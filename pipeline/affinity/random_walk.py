@@ -1,5 +1,10 @@
 """Random-walk propagation of class maps over a local affinity graph (AffinityNet, Ahn & Kwak 2018).
 
+The seam: an affinity is a function giving each pixel's affinities to its neighbours on the disk,
+an (h, w, K) array over disk_offsets(radius) (feature_affinities here for AffinityNet,
+pipeline.affinity.irn.boundary_affinities for IRN, the ground truth in pipeline.affinity.ceiling);
+affinity_transition raises them to beta, normalises and builds the sparse T, and `walk` walks.
+
 Pixels of the feature grid are linked to every pixel within `radius` (dy^2 + dx^2 < radius^2)
 and to themselves (affinity 1). With A the affinities raised to beta and D its row sums, the
 transition matrix is T = D^-1 A and the maps are propagated t times: v <- T v, i.e. each pixel
@@ -59,55 +64,100 @@ def block_affinity(f1: torch.Tensor, f2: torch.Tensor, block: int = 16) -> torch
     return torch.exp(-dist / len(f1))
 
 
+def feature_affinities(features: torch.Tensor, radius: int) -> torch.Tensor:
+    """AffinityNet's affinities on the disk: features (D, h, w) -> A (h, w, K), K = len(disk_offsets(radius)),
+    A[p, k] = exp(-mean |f_p - f_q|) for q = p + disk_offsets(radius)[k], 1 for q = p, 0 where q falls
+    outside the grid."""
+    _, h, w = features.shape
+    pairs = ((d, block_affinity(features[:, src[0], src[1]], features[:, dst[0], dst[1]]))
+             for d in half_offsets(radius) for src, dst in [overlap(h, w, *d)])
+    return fill_affinities(pairs, h, w, radius, features)
+
+
+def fill_affinities(pairs, h: int, w: int, radius: int, like: torch.Tensor) -> torch.Tensor:
+    """The (h, w, K) disk array of symmetric affinities from an iterable of ((dy, dx), a), one entry per
+    offset of half_offsets(radius) with a over overlap(h, w, dy, dx)'s first slice; 1 on the centre,
+    0 outside the grid. `like` gives dtype and device."""
+    offsets = disk_offsets(radius)
+    index = {o: k for k, o in enumerate(offsets)}
+    affinities = like.new_zeros(h, w, len(offsets))
+    affinities[:, :, index[(0, 0)]] = 1.0
+    for (dy, dx), a in pairs:
+        src, dst = overlap(h, w, dy, dx)
+        affinities[src[0], src[1], index[(dy, dx)]] = a
+        affinities[dst[0], dst[1], index[(-dy, -dx)]] = a
+    return affinities
+
+
 def neighbour_weights(features: torch.Tensor, radius: int, beta: float) -> tuple[list, torch.Tensor]:
     """features (D, h, w) -> (offsets, W) with W (h, w, K): W[p, k] = A(p, p + offsets[k])^beta / D(p),
     zero where the neighbour falls outside the grid. Each pixel's weights sum to 1."""
-    _, h, w = features.shape
-    offsets = disk_offsets(radius)
-    index = {o: k for k, o in enumerate(offsets)}
-    weights = features.new_zeros(h, w, len(offsets))
-    weights[:, :, index[(0, 0)]] = 1.0
-    for dy, dx in half_offsets(radius):
-        src, dst = overlap(h, w, dy, dx)
-        a = block_affinity(features[:, src[0], src[1]], features[:, dst[0], dst[1]]) ** beta
-        weights[src[0], src[1], index[(dy, dx)]] = a      # p -> p + d
-        weights[dst[0], dst[1], index[(-dy, -dx)]] = a    # and back: A is symmetric
-    return offsets, weights.div_(weights.sum(-1, keepdim=True))
+    return disk_offsets(radius), normalised_weights(feature_affinities(features, radius), beta)
+
+
+def normalised_weights(affinities: torch.Tensor, beta: float) -> torch.Tensor:
+    """A (h, w, K) on the disk -> A^beta / D (in place): each pixel's weights sum to 1."""
+    weights = affinities.pow_(beta)
+    return weights.div_(weights.sum(-1, keepdim=True))
 
 
 def transition_matrix(features: torch.Tensor, radius: int, beta: float) -> torch.Tensor:
     """features (D, h, w) -> T, a sparse CSR (N x N) matrix in the features' dtype and device:
     T[p, q] = A(p, q)^beta / D(p) for the grid neighbours q of p (pixels in row-major order)."""
-    _, h, w = features.shape
-    offsets, weights = neighbour_weights(features, radius, beta)
-    device = features.device
+    return affinity_transition(feature_affinities(features, radius), radius, beta)
+
+
+def affinity_transition(affinities: torch.Tensor, radius: int, beta: float) -> torch.Tensor:
+    """The walk's seam: neighbour affinities A (h, w, K) on disk_offsets(radius), whatever computed
+    them (AffinityNet's features, IRN's boundary map, the ground truth), -> T = D^-1 A^beta as a
+    sparse CSR (N x N) matrix in A's dtype and device. A is consumed (raised to beta in place)."""
+    h, w, k = affinities.shape
+    offsets = disk_offsets(radius)
+    if k != len(offsets):
+        raise ValueError(f"affinities have {k} neighbours a pixel, the disk of radius {radius} has {len(offsets)}")
+    weights = normalised_weights(affinities, beta)
+    device = weights.device
     dy = torch.tensor([o[0] for o in offsets], device=device, dtype=torch.int32)
     dx = torch.tensor([o[1] for o in offsets], device=device, dtype=torch.int32)
-    ys = torch.arange(h, device=device, dtype=torch.int32)
-    xs = torch.arange(w, device=device, dtype=torch.int32)
-    # a neighbour is inside when its row and its column are: (h, 1, K) & (1, w, K), no N x K indices
-    inside = (((ys[:, None] + dy) >= 0) & ((ys[:, None] + dy) < h))[:, None] \
-        & (((xs[:, None] + dx) >= 0) & ((xs[:, None] + dx) < w))[None]
-    inside = inside.reshape(h * w, -1)
+    # a neighbour is inside when its row and its column are: (h, 1, K) & (1, w, K), built a block
+    # of image rows at a time, so that no N x K mask is held
+    row_inside = ((torch.arange(h, device=device, dtype=torch.int32)[:, None] + dy) >= 0) \
+        & ((torch.arange(h, device=device, dtype=torch.int32)[:, None] + dy) < h)
+    col_inside = ((torch.arange(w, device=device, dtype=torch.int32)[:, None] + dx) >= 0) \
+        & ((torch.arange(w, device=device, dtype=torch.int32)[:, None] + dx) < w)
+    block = max(1, ROW_BLOCK // w)   # image rows a block
+
+    def inside(y0: int, y1: int) -> torch.Tensor:
+        return (row_inside[y0:y1, None] & col_inside[None]).reshape((y1 - y0) * w, -1)
+
     rows = torch.zeros(h * w + 1, device=device, dtype=torch.int32)
-    torch.cumsum(inside.sum(1, dtype=torch.int32), 0, out=rows[1:])
+    counts = torch.cat([inside(y0, min(y0 + block, h)).sum(1, dtype=torch.int32) for y0 in range(0, h, block)])
+    torch.cumsum(counts, 0, out=rows[1:])
     ends = rows.tolist()
     columns = torch.empty(ends[-1], device=device, dtype=torch.int32)
-    values = torch.empty(ends[-1], device=device, dtype=weights.dtype)
-    pixels = torch.arange(h * w, device=device, dtype=torch.int32)
+    flat = weights.reshape(-1)
     shift = dy * w + dx
-    flat = weights.reshape(h * w, -1)
-    # in blocks of rows: masked_select's scratch (8 bytes an input entry) would otherwise be the
-    # largest allocation of the walk
-    for start in range(0, h * w, ROW_BLOCK):
-        stop = min(start + ROW_BLOCK, h * w)
-        keep = inside[start:stop]
-        torch.masked_select(pixels[start:stop, None] + shift, keep, out=columns[ends[start]:ends[stop]])
-        torch.masked_select(flat[start:stop], keep, out=values[ends[start]:ends[stop]])
-    del weights, flat
+    # the kept weights are compacted to the front of the weights' own storage, block by block: a
+    # block's entries land at or before where they were read, and later blocks are read from
+    # further on, so T's values need no second N x K array
+    for y0 in range(0, h, block):
+        y1 = min(y0 + block, h)
+        start, stop = y0 * w, y1 * w
+        keep = inside(y0, y1)
+        pixels = torch.arange(start, stop, device=device, dtype=torch.int32)
+        torch.masked_select(pixels[:, None] + shift, keep, out=columns[ends[start]:ends[stop]])
+        flat[ends[start]:ends[stop]] = torch.masked_select(flat[start * len(offsets):stop * len(offsets)],
+                                                           keep.reshape(-1))
+    values = flat[:ends[-1]]
     with warnings.catch_warnings():   # torch flags its CSR support as beta at every first use
         warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta state")
         return torch.sparse_csr_tensor(rows, columns, values, (h * w, h * w), check_invariants=False)
+
+
+def walk(affinities: torch.Tensor, radius: int, beta: float, maps: torch.Tensor, steps: int) -> torch.Tensor:
+    """Neighbour affinities A (h, w, K) on disk_offsets(radius) raised to beta, normalised and walked:
+    (D^-1 A^beta)^steps applied to maps (C, h, w)."""
+    return random_walk(maps, affinity_transition(affinities, radius, beta), steps)
 
 
 def random_walk(maps: torch.Tensor, T: torch.Tensor, steps: int) -> torch.Tensor:

@@ -16,7 +16,7 @@ from pipeline.maps.calibration import check_calibration_split
 SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
 DEFAULTS_PATH = Path(__file__).resolve().parents[2] / "config.yaml"   # the checkout's defaults
 # the sections whose `backbone` is a timm model name (vit_classifier's, laid over classifier's)
-BACKBONE_SECTIONS = ("classifier", "vit_classifier", "mct_classifier", "affinity", "segmentation")
+BACKBONE_SECTIONS = ("classifier", "vit_classifier", "mct_classifier", "affinity", "irn", "segmentation")
 # keys of `weights` that are not a checkpoint path (pipeline.models.weights)
 NAMED_WEIGHTS = ("offline", "none", "timm")
 

@@ -1,9 +1,9 @@
 """The random walk over ground-truth affinities: how far the walk could take a set of CAMs.
 
 AffinityNet's job is an affinity that is high inside an object and low across its boundary. Here
-that affinity is read off the ground truth instead: features are scaled one-hot vectors of the
-label at each grid cell's centre, so that pair_affinity is exactly 1 between cells of one label
-and exactly `cross` between cells of two labels. The same CAMs, background score, transition
+that affinity is read off the ground truth instead (label_affinities, the walk's seam): exactly 1
+between grid cells of one label and exactly `cross` between cells of two labels, the label of a
+cell being the one at its centre (label_features gives the same affinities as features). The same CAMs, background score, transition
 matrix and step count as the `rw` stage then give the walk's score with a perfect AffinityNet (up
 to `cross`), and the gap to the learned walk is what AffinityNet loses (docs/demo.md).
 """
@@ -17,6 +17,7 @@ import torch
 
 from pipeline.affinity.labels import label_grid
 from pipeline.affinity.propagate import walk_maps
+from pipeline.affinity.random_walk import fill_affinities, half_offsets, overlap
 from pipeline.core.store import ArtifactReader
 from pipeline.data.voc import VOCDataset
 from pipeline.maps.io import IGNORE, confusion_split
@@ -49,12 +50,25 @@ def label_features(gt: np.ndarray, n_classes: int, stride: int, cross: float) ->
     return torch.from_numpy(np.eye(n_classes, dtype=np.float32)[grid] * scale).permute(2, 0, 1)
 
 
+def label_affinities(gt: np.ndarray, stride: int, cross: float, radius: int) -> torch.Tensor:
+    """Ground-truth neighbour affinities (h, w, K) on the disk of radius (the walk's seam): 1 between
+    two cells of one label, `cross` between cells of two labels; equal to pair_affinity of
+    label_features."""
+    if not 0.0 < cross < 1.0:
+        raise ValueError(f"cross affinity must lie in (0, 1), got {cross}")
+    grid = torch.from_numpy(label_grid(fill_ignored(gt), stride).astype(np.int64))
+    h, w = grid.shape
+    pairs = ((d, torch.where(grid[src] == grid[dst], 1.0, cross)) for d in half_offsets(radius)
+             for src, dst in [overlap(h, w, *d)])
+    return fill_affinities(pairs, h, w, radius, torch.zeros((), dtype=torch.float32))
+
+
 def walk_on_labels(gt: np.ndarray, cams: np.ndarray, class_ids, n_classes: int, stride: int, cross: float,
                    cfg: dict) -> np.ndarray:
-    """Dataset ids of the argmax of [background^alpha, CAMs] walked over label_features, as the
+    """Dataset ids of the argmax of [background^alpha, CAMs] walked over label_affinities, as the
     rw stage walks them over AffinityNet's (label_grid already gives the padded image's grid)."""
-    features = label_features(gt, n_classes, stride, cross)
-    return np.asarray([0, *class_ids], np.uint8)[walk_maps(features, cams, stride, cfg).argmax(0)]
+    affinities = label_affinities(gt, stride, cross, cfg["radius"])
+    return np.asarray([0, *class_ids], np.uint8)[walk_maps(affinities, cams, stride, cfg).argmax(0)]
 
 
 def ceiling_confusion(cams: ArtifactReader, voc: VOCDataset, stride: int, cross: float, cfg: dict) -> np.ndarray:

@@ -27,6 +27,8 @@ from pipeline.maps.io import argmax_label
 VOC_ANCHORS = {
     "seeds": "CAM seeds, train: 48.0 (PSA), 48.3 (IRN)",
     "pseudo-labels: rw": "after the random walk, train: 59.7 (PSA), 66.5 (IRN)",
+    "pseudo-labels: rw:affinitynet": "after AffinityNet's random walk, train: 59.7 (PSA)",
+    "pseudo-labels: rw:irn": "after IRN's random walk, train: 66.5 (IRN)",
     "segmentation (weak)": "DeepLab on the pseudo-labels, val: 61.7 (PSA), 63.5 (IRN)",
     "segmentation (full supervision)": "DeepLab on the ground truth, val: about 77 (weak / full 0.80 PSA, 0.82 IRN)",
 }

@@ -1,0 +1,220 @@
+"""IRN's inter-pixel relations (Ahn, Cho & Kwak, CVPR 2019), the semantic part: IR labels, the
+path affinity of a class-boundary map, its loss, and IRN's random walk.
+
+- IR labels (IRN's cam_to_ir_label): the CAMs with a constant background channel, argmax, each
+  through the dense CRF in label mode, once with background fg_threshold (0.30: only strong CAM
+  stays foreground) and once with bg_threshold (0.05: only pixels far from any CAM turn
+  background). The foreground comes from the first, the background is where both say
+  background, and the rest (background for the first, foreground for the second) is 255.
+- Path affinity: a_ij = 1 - max of B over the straight path from i to j, the path being the grid
+  cells of the box spanned by i and j whose distance to the line through them is below one cell
+  (IRN's PathIndex), both ends included. Radius 10 in training, 5 in the walk.
+- Loss over the labelled pairs within the radius (each pair once): -log(a) over positive pairs,
+  the background and the foreground pairs averaged separately and halved, -log(1 - a) over the
+  negative pairs; (positive + negative) / 2 = bg / 4 + fg / 4 + neg / 2, AffinityNet's weights.
+- Walk (IRN's make_sem_seg_labels): T = D^-1 A^beta over the path affinities (beta 10, radius 5),
+  2^logt steps (8) on the seeds CAM x (1 - B) at the boundary grid's stride (4), no background
+  channel; upsampled to the image, divided by its global maximum, and a constant background
+  channel (0.25) put in front.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from pipeline.affinity.labels import pair_classes
+from pipeline.affinity.propagate import pooled_maps, upsampled
+from pipeline.affinity.random_walk import fill_affinities, half_offsets, overlap, walk
+from pipeline.affinity.train import AffinityData
+from pipeline.core.parallel import image_pool
+from pipeline.core.provenance import dataset_identity
+from pipeline.core.store import ArtifactReader, ArtifactWriter, file_digest
+from pipeline.core.training import fit
+from pipeline.data.transforms import to_tensor
+from pipeline.data.voc import VOCDataset
+from pipeline.maps.crf import crf_labels
+from pipeline.maps.io import IGNORE, image_and_maps
+from pipeline.models.backbone import normalisation
+from pipeline.models.boundary_net import BoundaryNet, save_boundary_net
+
+EPS = 1e-5
+
+
+def path_cells(dy: int, dx: int) -> list[tuple[int, int]]:
+    """The cells (y, x), relative to the path's start, of the straight path to (dy, dx): those of
+    the bounding box whose squared distance to the line through (0, 0) and (dy, dx) is below 1."""
+    length_sq = dy * dy + dx * dx
+    if length_sq == 0:
+        return [(0, 0)]
+    return [(y, x) for y in range(min(0, dy), max(0, dy) + 1) for x in range(min(0, dx), max(0, dx) + 1)
+            if (dy * x - dx * y) ** 2 < length_sq]
+
+
+def path_pairs(boundary: torch.Tensor, radius: int):
+    """Per offset d of half_offsets(radius): (d, a) with a = 1 - max of B along the path from p to
+    p + d, over overlap(h, w, *d)'s first slice. boundary (..., h, w); differentiable."""
+    h, w = boundary.shape[-2:]
+    for dy, dx in half_offsets(radius):
+        (ys, xs), _ = overlap(h, w, dy, dx)
+        n_y, n_x = ys.stop - ys.start, xs.stop - xs.start
+        along = [boundary[..., ys.start + y:ys.start + y + n_y, xs.start + x:xs.start + x + n_x]
+                 for y, x in path_cells(dy, dx)]
+        yield (dy, dx), 1.0 - torch.stack(along).amax(0)
+
+
+def boundary_affinities(boundary: torch.Tensor, radius: int) -> torch.Tensor:
+    """IRN's affinity for the walk's seam: boundary (h, w) -> (h, w, K) on disk_offsets(radius),
+    1 - max B along the path to each neighbour, 1 on the centre, 0 outside the grid."""
+    h, w = boundary.shape
+    return fill_affinities(path_pairs(boundary, radius), h, w, radius, boundary)
+
+
+def ir_label(image: np.ndarray, cams: np.ndarray, class_ids, fg_threshold: float, bg_threshold: float,
+             crf: dict) -> np.ndarray:
+    """uint8 (H, W) IR label: a class id where the CRF of [fg_threshold, CAMs] says that class,
+    0 where the CRFs of both thresholds say background, 255 elsewhere."""
+    ids = np.asarray([0, *class_ids], np.uint8)
+
+    def crf_with(threshold: float) -> np.ndarray:
+        stack = np.concatenate([np.full((1, *cams.shape[1:]), threshold, np.float32), cams])
+        return ids[crf_labels(image, stack.argmax(0), len(ids), crf).argmax(0)]
+
+    fg, bg = crf_with(fg_threshold), crf_with(bg_threshold)
+    label = np.where(fg != 0, fg, IGNORE).astype(np.uint8)
+    label[(fg == 0) & (bg == 0)] = 0
+    return label
+
+
+def path_affinity_loss(boundary: torch.Tensor, labels: torch.Tensor, radius: int) -> torch.Tensor:
+    """IRN's loss: boundary (B, h, w) in [0, 1], labels (B, h, w) uint8 on the same grid (255 = ignore)."""
+    h, w = labels.shape[-2:]
+    terms = [[], [], [], []]
+    for (dy, dx), a in path_pairs(boundary, radius):
+        src, dst = overlap(h, w, dy, dx)
+        for column, value in zip(terms, (a, *pair_classes(labels[..., src[0], src[1]], labels[..., dst[0], dst[1]]))):
+            column.append(value.flatten())
+    a, bg_pos, fg_pos, neg = (torch.cat(column) for column in terms)
+    pos_loss, neg_loss = -torch.log(a + EPS), -torch.log(1.0 + EPS - a)
+
+    def mean_over(mask, values):
+        return (values * mask).sum() / (mask.sum(dtype=values.dtype) + EPS)
+
+    positive = mean_over(bg_pos, pos_loss) / 2 + mean_over(fg_pos, pos_loss) / 2
+    return (positive + mean_over(neg, neg_loss)) / 2
+
+
+@torch.no_grad()
+def irn_walk(boundary: torch.Tensor, seeds: torch.Tensor, radius: int, beta: float, steps: int) -> torch.Tensor:
+    """seeds (K, h, w) x (1 - B), walked `steps` steps over boundary_affinities(B, radius)^beta."""
+    return walk(boundary_affinities(boundary, radius), radius, beta, seeds * (1 - boundary), steps)
+
+
+def irn_maps(boundary: torch.Tensor, cams: np.ndarray, stride: int, cfg: dict) -> np.ndarray:
+    """cams (K, H, W) in [0, 1] and B on the grid of the image padded to a multiple of stride ->
+    float32 (1 + K, H, W): the constant background cfg['walk_bg'] first, then the walked CAMs
+    upsampled, cropped and divided by their global maximum."""
+    h, w = cams.shape[1:]
+    seeds = pooled_maps(cams, stride).to(boundary.device)
+    walked = irn_walk(boundary, seeds, cfg["walk_radius"], cfg["beta"], 2 ** cfg["logt"])
+    up = upsampled(walked, stride, h, w).float().cpu().numpy()
+    up /= max(float(up.max(initial=0.0)), EPS)
+    return np.concatenate([np.full((1, h, w), cfg["walk_bg"], np.float32), up])
+
+
+IR_LABEL_KEYS = ("fg_threshold", "bg_threshold", "crf")
+WALK_KEYS = ("walk_radius", "beta", "logt", "walk_bg")
+
+
+class _IRLabeller:
+    """Picklable per-image job for the worker pool (readers reopen after the fork)."""
+
+    def __init__(self, voc: VOCDataset, cams: ArtifactReader, cfg: dict):
+        self.voc, self.cams, self.cfg = voc, cams, cfg
+
+    def __call__(self, image_id: str):
+        image, cams, class_ids = image_and_maps(self.voc, self.cams, image_id)
+        c = self.cfg
+        return image_id, ir_label(image, cams, class_ids, c["fg_threshold"], c["bg_threshold"], c["crf"])
+
+
+def make_ir_labels(cams: ArtifactReader, voc: VOCDataset, out, cfg: dict, workers: int = 1) -> dict:
+    """One uint8 IR label map per image of voc into `out` (resumable); returns the tally with the
+    label coverage of the images computed now."""
+    params = {k: cfg[k] for k in IR_LABEL_KEYS}
+    counts = np.zeros(3, np.int64)  # foreground, background, ignored pixels (of this run's images)
+    provenance = {"data": dataset_identity(voc), "cams": cams.digest}
+    with ArtifactWriter(out, meta={**params, "classes": voc.classes}, provenance=provenance) as writer:
+        todo = [i for i in voc.ids if i not in writer.done_keys()]
+        with image_pool(workers) as pool:
+            for image_id, label in tqdm(pool.imap(_IRLabeller(voc, cams, params), todo, chunksize=4),
+                                        total=len(todo), desc="IR labels"):
+                writer.write(image_id, label)
+                counts += [np.sum((label != 0) & (label != IGNORE)), np.sum(label == 0), np.sum(label == IGNORE)]
+    return {"images": len(voc), "computed_now": len(todo),
+            "pixels": {"fg": int(counts[0]), "bg": int(counts[1]), "ignored": int(counts[2])}}
+
+
+def train_irn(voc: VOCDataset, labels: ArtifactReader, cfg: dict, out: str | Path, device, seed: int = 0) -> dict:
+    """Train the boundary network's new layers on the IR labels (IRN's train_irn, semantic part)."""
+    out = Path(out)
+    partial = out.with_name(out.name + ".partial")
+    torch.manual_seed(seed)
+    mean, std = normalisation(cfg["backbone"])
+    model = BoundaryNet(cfg["backbone"], cfg["levels"], cfg["dim"], cfg["stride"], cfg["output_stride"],
+                        cfg["weights"])
+    data = AffinityData(voc, labels, mean, std, cfg["crop_size"], cfg["scale_range"], cfg["stride"], seed)
+    loader = DataLoader(data, batch_size=cfg["batch_size"], shuffle=True, drop_last=True,
+                        num_workers=cfg["workers"], generator=torch.Generator().manual_seed(seed))
+
+    def batch_loss(model, batch, device):
+        x, grid = batch
+        return path_affinity_loss(model(x.to(device)), grid.to(device), cfg["radius"])
+
+    settings = {"cfg": json.dumps(cfg, sort_keys=True), "n_train": len(data), "seed": seed,
+                "data": dataset_identity(voc), "labels": labels.digest}
+    history = fit(model, loader, batch_loss, cfg, partial, settings, device, "irn",
+                  on_epoch=lambda epoch: setattr(data, "epoch", epoch), seed=seed)
+    model.cpu()
+    tmp = out.with_name(out.name + ".tmp")
+    save_boundary_net(model, tmp, mean=list(mean), std=list(std), radius=cfg["radius"])
+    os.replace(tmp, out)
+    partial.unlink(missing_ok=True)
+    return {"split": voc.split, "images": len(data), "history": history}
+
+
+@torch.no_grad()
+def boundary_of(model: BoundaryNet, image: np.ndarray, mean, std, device) -> torch.Tensor:
+    """B (h, w) of the image padded to a multiple of the model's stride (zero = the mean colour)."""
+    s = model.stride
+    h, w = image.shape[:2]
+    x = F.pad(to_tensor(image, mean, std), (0, -w % s, 0, -h % s))
+    return model.boundary(x[None].to(device))
+
+
+def propagate_irn(model: BoundaryNet, meta: dict, cams: ArtifactReader, voc: VOCDataset, out, cfg: dict,
+                  device, *, boundary_net: str) -> dict:
+    """IRN's walk of every image of voc: one float16 (1 + K, H, W) map per image, attribute `classes` =
+    [0, class ids...]; resumable from a partial of the same images, CAMs and checkpoint."""
+    model.eval().to(device)
+    params = {k: cfg[k] for k in WALK_KEYS}
+    seconds = 0.0
+    provenance = {"data": dataset_identity(voc), "cams": cams.digest, "affinity": file_digest(boundary_net)}
+    with ArtifactWriter(out, meta={**params, "affinity": "irn", "classes": voc.classes},
+                        provenance=provenance) as writer:
+        todo = [i for i in voc.ids if i not in writer.done_keys()]
+        for image_id in tqdm(todo, desc="IRN random walk"):
+            image, maps, class_ids = image_and_maps(voc, cams, image_id)
+            start = time.perf_counter()
+            boundary = boundary_of(model, image, meta["mean"], meta["std"], device)
+            walked = irn_maps(boundary, maps, model.stride, params)
+            seconds += time.perf_counter() - start
+            writer.write(image_id, walked, classes=np.asarray([0, *class_ids], np.int64))
+    return {"images": len(voc), "computed_now": len(todo), "seconds": seconds}
