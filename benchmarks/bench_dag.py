@@ -39,7 +39,7 @@ def main():
     p.add_argument("--quick", action="store_true", help="1,000 images instead of VOC's, one run, one shard count")
     args = p.parse_args()
     big = (1000, 200, 200) if args.quick else (10582, 1464, 1449)
-    sizes = {f"VOC-sized ({big[0]:,} train_aug)": big, "tiny (12 train_aug)": (12, 4, 4)}
+    sizes = {f"VOC-sized ({big[0]:,} train_aug)": big, "tiny (40 train_aug)": (40, 20, 10)}
     runs_each, shard_counts = (1, (1,)) if args.quick else (3, (1, 8))
     one_shard = {}
     with tempfile.TemporaryDirectory() as tmp:

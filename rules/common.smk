@@ -143,6 +143,8 @@ def split_sizes(dataset):
     d = ds(dataset)
     if d["kind"] == "demo":
         return {"train": d["generator"]["n_train"], "val": d["generator"]["n_val"]}
+    if d["kind"] == "tags":
+        return {entry["split"]: entry["images"] for entry in tags_check(dataset).splits.values()}
     sizes = {}
     for split in set(d["splits"].values()):
         if dataset in COCOS:

@@ -181,13 +181,26 @@ def _error_of(run: subprocess.CompletedProcess) -> str:
     return " | ".join((useful or out)[-4:])
 
 
+def tagged_folder(root: Path, n: int) -> None:
+    """A folder of n small photos and their tags.csv, as docs/your-data.md lays one out."""
+    from PIL import Image
+
+    (root / "images").mkdir(parents=True)
+    rows = ["image,tags"]
+    for i in range(n):
+        Image.new("RGB", (24, 16), (40 * (i % 5), 90, 160)).save(root / "images" / f"{i:04d}.jpg")
+        rows.append(f"{i:04d}.jpg,{['cat', 'dog', 'cat;dog'][i % 3]}")
+    (root / "tags.csv").write_text("\n".join(rows) + "\n")
+
+
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
     """A results directory with fixture datasets where config.yaml expects VOC and COCO, and the
     overlays and profiles the commands name, as in the repository."""
     work = tmp_path_factory.mktemp("doc_commands")
-    listed_voc(work / "data/VOCdevkit/VOC2012", train_aug=12, train=6, val=4)
+    listed_voc(work / "data/VOCdevkit/VOC2012", train_aug=40, train=20, val=10)   # IRN's batch is 32
     listed_coco(work / "data/coco", train=5, val=3)
+    tagged_folder(work / "data/mine", 24)   # configs/tags-mine.yaml's folder
     for name in ("configs", "profiles"):
         (work / name).symlink_to(ROOT / name)
     return work

@@ -2,7 +2,7 @@
 
 The seam: an affinity is a function giving each pixel's affinities to its neighbours on the disk,
 an (h, w, K) array over disk_offsets(radius) (feature_affinities here for AffinityNet,
-pipeline.affinity.irn.boundary_affinities for IRN, the ground truth in pipeline.affinity.ceiling);
+pipeline.affinity.irn.boundary_affinities for IRN, the ground truth in pipeline.diagnostics.walk_ceiling);
 affinity_transition raises them to beta, normalises and builds the sparse T, and `walk` walks.
 
 Pixels of the feature grid are linked to every pixel within `radius` (dy^2 + dx^2 < radius^2)

@@ -3,7 +3,7 @@
 Per block (heads averaged, at the first scale): how spread the class tokens' attention over the
 patches is (entropy over log(n); 1 = uniform), how alike the rows of the image's classes are
 (mean Pearson r between two classes' rows; 1 = one row for every class, as with a shared token),
-and the patch-to-patch attention's entropy and row spread (pipeline.cams.attnfusion_diagnosis).
+and the patch-to-patch attention's entropy and row spread (pipeline.diagnostics.attnfusion).
 Beside them, the seed mIoU curve of each part of the maps through the extraction's protocol:
 the coarse CAM alone, the class attention alone (last 3 blocks), MCTformer's product before and
 after the patch-attention refinement, and WeakTr's fine CAM before and after it.
@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipeline.cams.attnfusion_diagnosis import patch_attention_stats
+from pipeline.diagnostics.attnfusion import patch_attention_stats
 from pipeline.cams.multiscale import unit_range
 from pipeline.cams.seeds import seed_label
 from pipeline.cams.vit import MCTFORMER_CLS_BLOCKS, mctformer_map
