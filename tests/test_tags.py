@@ -215,8 +215,10 @@ def test_each_bad_input_stops_the_dry_run_naming_the_file_and_line(tmp_path, cas
     else:
         break_it, message = BAD_INPUTS[case]
         root = _broken(tmp_path / "mine", break_it)
+    one = {"batch_size": 1}   # the two-image folder fits every batch
     cfg = write_config(tmp_path / "cfg.yaml", {"mine": {"kind": "tags", "root": str(root), "classes": CLASSES,
-                                                        "splits": SPLITS}})
+                                                        "splits": SPLITS, "overrides": {
+                                                            "classifier": one, "affinity": one, "segmentation": one}}})
     run = snakemake("-n", "--cores", "1", "--configfile", str(cfg), "--", "results/mine/all", cwd=tmp_path, timeout=300)
     out = run.stdout + run.stderr
     assert re.search(message, out), out[-3000:]
@@ -246,7 +248,7 @@ def test_the_scoring_rules_follow_the_masks_in_the_dry_run(tiny_voc, tmp_path):
         tags.export(tiny_voc, tmp_path / masks, DEMO_CLASSES, masks=masks)
         datasets[masks] = {"kind": "tags", "root": str(tmp_path / masks), "classes": DEMO_CLASSES,
                            "splits": {"classifier": "train", "classifier_val": "val", "cams": "train",
-                                      "seeds": "train", "val": "val"}}
+                                      "seeds": "train", "val": "val"}, "overrides": SMALL}
     cfg = write_config(tmp_path / "cfg.yaml", datasets)
     jobs = {}
     for masks in datasets:
