@@ -347,7 +347,7 @@ def test_the_dag_calibrates_on_a_calibration_split(tmp_path):
     labels = json.loads((results / "affinity" / "cam_labels.json").read_text())["calibration"]
     assert labels["seeds_threshold"] == seeds_record["chosen"]
     rows = {row["stage"]: row for row in json.loads((results / "miou.json").read_text())["ladder"]}
-    assert rows["pseudo-labels: rw"]["calibration"]["chosen"] == walk_record["chosen"]
+    assert rows["pseudo-labels: rw:affinitynet"]["calibration"]["chosen"] == walk_record["chosen"]
     assert rows[f"seeds (cam @ {seeds_record['chosen']})"]["calibration"]["mode"] == "calibrated"
 
 

@@ -39,6 +39,11 @@ def calibration_summary(record: dict) -> dict:
     return summary
 
 
+def is_walk(step: str) -> bool:
+    """The walk's own row of the refinement ladder ("rw", or "rw:<affinity>"), not a refined step."""
+    return step.split(":")[0] == "rw" and "+" not in step
+
+
 def ladder(classifier: str, seeds: str | None, pseudo: str, segmentation: dict, full: dict | None,
            calibrations: list[str] = ()) -> list[dict]:
     """Rows {stage, metric, split, value[, iou][, calibration]} in pipeline order from the stages'
@@ -58,7 +63,7 @@ def ladder(classifier: str, seeds: str | None, pseudo: str, segmentation: dict, 
         if step.get("miou") is None:
             continue
         row = _miou_row(f"pseudo-labels: {step['step']}", step, refined["eval_split"])
-        if step["step"] == "rw" and walk:
+        if walk and is_walk(step["step"]):
             row["calibration"] = calibration_summary(walk[0])
         rows.append(row)
     rows.append(_miou_row("segmentation (weak)", segmentation, segmentation["split"]))
