@@ -126,7 +126,9 @@ def measure(kind: str, grid: int, logt: int, device: str, threads: int, queue) -
             peak = torch.cuda.max_memory_allocated() - before
         else:
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
-    queue.put((seconds, peak, out.double().cpu()))
+    # a numpy array crosses the queue by value: a torch tensor would be shared through a file
+    # descriptor that dies with this process
+    queue.put((seconds, peak, out.double().cpu().numpy()))
 
 
 def run(kind: str, grid: int, logt: int, device: str, threads: int):
@@ -163,8 +165,10 @@ def main() -> int:
     print(f"grid {grid}x{grid} (N = {grid * grid:,}), radius {RADIUS}, beta {BETA:g}, 2^{logt} steps, {MAPS} maps, "
           f"device {device}" + (f" ({torch.cuda.get_device_name()})" if device == "cuda" else f", {threads} threads"))
     sparse_s, sparse_mem, sparse_out = run("sparse", grid, logt, device, threads)
+    sparse_out = torch.from_numpy(sparse_out)
     dense = "dense" if args.dense == "square" else "dense_products"
     dense_s, dense_mem, dense_out = run(dense, grid, logt, device, threads)
+    dense_out = torch.from_numpy(dense_out)
     same = (labels(sparse_out) == labels(dense_out)).double().mean().item()
     diff = (sparse_out / sparse_out.max() - dense_out / dense_out.max()).abs().max().item()
     print(f"sparse (ours): {sparse_s:8.3f} s, peak +{sparse_mem / 2**20:9.1f} MiB")
