@@ -257,7 +257,7 @@ def test_the_slurm_profile_runs_the_dag_through_sbatch(fixture_run, tmp_path):
     assert run.returncode == 0, out[-5000:]
     submitted = dict(re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", out))
     local = re.findall(r"^localrule (\w+):", out, re.M)   # the Snakefile's localrules run in place
-    assert local and set(local) <= {"gather", "evaluate_full", "evaluate"}, out[-5000:]
+    assert local and set(local) <= {"check_dataset", "gather", "evaluate_full", "evaluate"}, out[-5000:]
     assert len(submitted) + len(local) == int(re.search(r"^total\s+(\d+)$", out, re.M).group(1)), out[-5000:]
 
     acct = subprocess.run(["sacct", "-X", "-P", "-n", "-j", ",".join(submitted.values()),
