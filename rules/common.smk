@@ -132,8 +132,10 @@ TRAINING_SPLITS = {"classifier": "classifier", "affinity": "cams", "segmentation
 def dataset_check_args(dataset):
     """The dataset check's options after the dataset's (rules/data.smk): the splits by role, the roles
     whose masks are read, cams.max_side."""
+    # a tags dataset's masks are optional: the tags check reads those that exist (tags_check)
+    mask_roles = [] if dataset in TAGS else ["seeds", "val"]
     words = ["--kind", ds(dataset)["kind"], "--splits", json.dumps(ds(dataset)["splits"], sort_keys=True),
-             "--mask-roles", "seeds", "val", "--max-side", str(cfgmod.stage_config(config, dataset, "cams")["max_side"])]
+             "--mask-roles", *mask_roles, "--max-side", str(cfgmod.stage_config(config, dataset, "cams")["max_side"])]
     return " ".join(shlex.quote(w) for w in words)
 
 
