@@ -331,6 +331,8 @@ class TagsDataset(SplitIds):
         """Class index per pixel, uint8 (H, W), 255 = ignore."""
         return read_mask(self.mask_path(image_id), len(self.classes))
 
+    has_boxes = False   # image-level tags only: the dataset check and the box scores skip it
+
     def boxes(self, image_id: str) -> list:
         raise DatasetError(f"tags dataset {self.root} has image-level tags only, no boxes (the box scores "
                            "need a VOC- or COCO-format dataset)")
