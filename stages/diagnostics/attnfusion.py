@@ -1,31 +1,15 @@
 """Attention statistics and attnfusion's seed curves with and without refinement (docs/diagnostics.md):
 python -m stages.diagnostics.attnfusion ..."""
-from pipeline.diagnostics.attnfusion import diagnose
 from pipeline.cams.seeds import sweep_values
-from pipeline.core.device import set_threads
-from pipeline.models.classifier import load_classifier
-from stages._args import add_dataset, add_runtime, dataset, json_arg, on_device, parser, write_json
+from pipeline.diagnostics.attnfusion import diagnose
+from stages._args import on_device, write_json
 from stages._main import stage_main
+from stages.diagnostics import classifier_diagnosis, print_curves
 
 
 @stage_main
 def main(argv=None) -> None:
-    p = parser(__doc__)
-    add_dataset(p)
-    add_runtime(p)
-    p.add_argument("--classifier", required=True, help="ViT checkpoint written by train_classifier")
-    p.add_argument("--images", type=int, default=None, help="only the first N images of the split")
-    p.add_argument("--scales", type=json_arg, default=[1.0, 0.5, 1.5, 2.0])
-    p.add_argument("--no-flip", dest="flip", action="store_false")
-    p.add_argument("--sweep", type=json_arg, default=[0.05, 0.60, 0.05], help="start, stop, step")
-    p.add_argument("--out", required=True, help="JSON output")
-    args = p.parse_args(argv)
-
-    set_threads(args.threads)
-    voc = dataset(args, args.split)
-    voc = voc.subset(voc.ids[:args.images]) if args.images else voc
-    voc.check(masks=True)
-    model, meta = load_classifier(args.classifier)
+    args, voc, model, meta = classifier_diagnosis(__doc__, argv, "ViT checkpoint written by train_classifier")
     if "start_block" not in meta:
         raise SystemExit(f"{args.classifier} is not a ViT classifier (no start_block in its metadata)")
     with on_device(args) as device:
@@ -35,9 +19,7 @@ def main(argv=None) -> None:
     print("block  entropy  row spread")
     for b, row in enumerate(result["blocks"]):
         print(f"{b:5d}  {row['entropy']:.3f}    {row['row_spread']:.3f}")
-    for name, curve in result["curves"].items():
-        best = max(curve, key=lambda r: r["miou"])
-        print(f"{name:20s} " + " ".join(f"{r['miou']:.3f}" for r in curve) + f"  best {best['miou']:.3f} at {best['threshold']}")
+    print_curves(result["curves"], 20)
     r = result["refined_vs_unrefined"]
     print(f"refined vs unrefined maps: Pearson r mean {r['mean_r']:.3f} over {r['class_maps']} class maps, "
           f"negative in {r['negative_fraction']:.2f}")
