@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .backbone import Backbone
-from .checkpoint import CheckpointError, read_checkpoint
+from .checkpoint import load_network
 
 
 class AffinityNet(nn.Module):
@@ -66,18 +66,5 @@ def save_affinity_net(model: AffinityNet, path, **extra_meta) -> None:
 
 
 def load_affinity_net(path, expected_backbone: str | None = None) -> tuple[AffinityNet, dict]:
-    ckpt = read_checkpoint(path, "AffinityNet")
-    if "levels" not in ckpt["meta"]:
-        raise CheckpointError(f"{path} is not an AffinityNet checkpoint of this project (its metadata has no "
-                         "'levels': a classifier or segmentation checkpoint?)")
-    meta = ckpt["meta"]
-    if expected_backbone and meta["backbone"] != expected_backbone:
-        raise CheckpointError(f"{path} was trained with backbone '{meta['backbone']}', but config asks for "
-                         f"'{expected_backbone}'; retrain AffinityNet or fix affinity.backbone")
-    model = AffinityNet(meta["backbone"], meta["levels"], meta["dims"], meta["stride"], meta["output_stride"])
-    try:
-        model.load_state_dict(ckpt["state_dict"])
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path} does not fit the AffinityNet its metadata describes "
-                         f"({str(exc).splitlines()[0]}): retrain it") from exc
-    return model, meta
+    return load_network(path, "AffinityNet", "levels", lambda meta: AffinityNet(
+        meta["backbone"], meta["levels"], meta["dims"], meta["stride"], meta["output_stride"]), expected_backbone, "affinity")

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .backbone import Backbone
-from .checkpoint import read_checkpoint
+from .checkpoint import load_network
 
 GROUPS = 4   # IRN: GroupNorm(4, 32)
 
@@ -78,18 +78,5 @@ def save_boundary_net(model: BoundaryNet, path, **extra_meta) -> None:
 
 
 def load_boundary_net(path, expected_backbone: str | None = None) -> tuple[BoundaryNet, dict]:
-    ckpt = read_checkpoint(path, "IRN boundary network")
-    meta = ckpt["meta"]
-    if "dim" not in meta:
-        raise ValueError(f"{path} is not an IRN boundary-network checkpoint of this project (its metadata has no "
-                         "'dim': an AffinityNet, classifier or segmentation checkpoint?)")
-    if expected_backbone and meta["backbone"] != expected_backbone:
-        raise ValueError(f"{path} was trained with backbone '{meta['backbone']}', but config asks for "
-                         f"'{expected_backbone}'; retrain IRN or fix irn.backbone")
-    model = BoundaryNet(meta["backbone"], meta["levels"], meta["dim"], meta["stride"], meta["output_stride"])
-    try:
-        model.load_state_dict(ckpt["state_dict"])
-    except RuntimeError as exc:
-        raise ValueError(f"{path} does not fit the boundary network its metadata describes "
-                         f"({str(exc).splitlines()[0]}): retrain it") from exc
-    return model, meta
+    return load_network(path, "IRN boundary-network", "dim", lambda meta: BoundaryNet(
+        meta["backbone"], meta["levels"], meta["dim"], meta["stride"], meta["output_stride"]), expected_backbone, "irn")

@@ -24,3 +24,24 @@ def read_checkpoint(path, what: str) -> dict:
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("meta"), dict) or "state_dict" not in ckpt:
         raise CheckpointError(f"{path} is not a {what} checkpoint of this project (no 'meta'/'state_dict')")
     return ckpt
+
+
+def load_network(path, what: str, marker: str, build, expected_backbone: str | None, section: str):
+    """A checkpoint of one of the project's networks, rebuilt from its metadata: `marker` is a metadata
+    key only that network records, `build(meta)` the network; the backbone must be the one config
+    asks for (config key section.backbone). Returns (network, meta); a wrong file is a CheckpointError."""
+    ckpt = read_checkpoint(path, what)
+    meta = ckpt["meta"]
+    if marker not in meta:
+        raise CheckpointError(f"{path} is not an {what} checkpoint of this project (its metadata has no "
+                              f"'{marker}': another network's checkpoint?)")
+    if expected_backbone and meta["backbone"] != expected_backbone:
+        raise CheckpointError(f"{path} was trained with backbone '{meta['backbone']}', but config asks for "
+                              f"'{expected_backbone}'; retrain the {what} or fix {section}.backbone")
+    model = build(meta)
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path} does not fit the {what} its metadata describes "
+                              f"({str(exc).splitlines()[0]}): retrain it") from exc
+    return model, meta
