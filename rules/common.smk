@@ -6,6 +6,7 @@ import shlex
 import signal
 import sys
 import threading
+import types
 from types import SimpleNamespace
 from pathlib import Path
 
@@ -408,6 +409,25 @@ def calibration_args(wildcards, input):
         return []
     return ["--calibration-split", ds(wildcards.dataset)["splits"]["calibration"],
             "--calibration-cams", input.calibration_cams[0]]
+
+
+def irn_walk_calibration(wildcards):
+    """IRN's walk record (rule calibrate_irn_walk) when irn.logt or irn.walk_bg is auto."""
+    irn = cfgmod.stage_config(config, wildcards.dataset, "irn")
+    if "auto" not in (irn["logt"], irn["walk_bg"]):
+        return []
+    return [f"results/{wildcards.dataset}/calibration/rw_irn_{wildcards.method}.json"]
+
+
+def final_walk_calibration(wildcards):
+    """The calibration record of the walk behind the final pseudo-labels (affinity.kind's), if auto chose."""
+    if not uses_rw(wildcards.dataset):
+        return []
+    method = cfgmod.stage_config(config, wildcards.dataset, "segmentation")["labels_from"]
+    at = types.SimpleNamespace(dataset=wildcards.dataset, method=method)
+    if affinity_kind(wildcards.dataset) == "irn":
+        return irn_walk_calibration(at)
+    return calibration_record("rw", "random_walk", "alpha")(at)
 
 
 def label_alphas_calibration(wildcards):

@@ -27,8 +27,7 @@ rule evaluate:
         seeds=if_scored("seeds", final_input("results/{dataset}/seeds/{method}.json")),
         pseudo=final_input("results/{dataset}/pseudo/{method}.json"),
         full=if_full("results/{dataset}/miou_full.json"),
-        walk_calibration=lambda wc: [final_input("results/{dataset}/calibration/rw_{method}.json")(wc)]
-        if uses_rw(wc.dataset) and is_auto(wc.dataset, "random_walk", "alpha") else [],
+        walk_calibration=final_walk_calibration,
     output:
         "results/{dataset}/miou.json",
     params:

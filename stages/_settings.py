@@ -19,6 +19,7 @@ from pipeline.core import config as cfgmod
 AFFINITY_LABEL_KEYS = ("alpha_low", "alpha_high", "crf")
 IR_LABEL_KEYS = ("fg_threshold", "bg_threshold", "crf")
 IRN_WALK_KEYS = ("walk_radius", "beta", "logt", "walk_bg")
+IRN_WALK_GRIDS = ("logt_grid", "walk_bg_grid")
 SEGMENTATION_TEST_KEYS = ("test_scales", "test_flip", "test_crf", "crf")
 STAGE_SETTINGS = {
     "train_classifier": ("mct_classifier", None, ()),   # the CNN's are classifier's keys alone, the ViT's lack mct's
@@ -33,7 +34,8 @@ STAGE_SETTINGS = {
     "affinity_labels": ("affinity", AFFINITY_LABEL_KEYS, ()),
     "train_affinity": ("affinity", None, (*AFFINITY_LABEL_KEYS, "kind")),
     "ir_labels": ("irn", IR_LABEL_KEYS, ()),
-    "train_irn": ("irn", None, (*IR_LABEL_KEYS, *IRN_WALK_KEYS)),
+    "train_irn": ("irn", None, (*IR_LABEL_KEYS, *IRN_WALK_KEYS, *IRN_WALK_GRIDS)),
+    "calibrate_irn_walk": ("irn", (*IRN_WALK_KEYS, *IRN_WALK_GRIDS), ()),
     "propagate_irn": ("irn", IRN_WALK_KEYS, ()),
     "propagate": ("random_walk", None, ("alpha_grid",)),
     "calibrate_walk": ("random_walk", None, ()),

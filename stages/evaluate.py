@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pipeline.core.store import ArtifactReader
 from pipeline.evaluation.evaluate import evaluate_predictions, final_report, ladder
+from pipeline.maps.calibration import value_text
 from stages._args import add_dataset, dataset, parser, write_json
 from stages._main import stage_main
 
@@ -21,7 +22,8 @@ def main(argv=None) -> None:
     p.add_argument("--pseudo", help="refinement report of the method (JSON)")
     p.add_argument("--full", help="miou_full.json of the fully-supervised reference")
     p.add_argument("--walk-calibration", nargs="*", default=[],
-                   help="the calibrate_walk record (random_walk.alpha auto), shown on the ladder's rw row")
+                   help="the walk's calibration record (random_walk.alpha auto, or irn.logt / irn.walk_bg auto), "
+                        "shown on the ladder's walk row")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
 
@@ -37,7 +39,7 @@ def main(argv=None) -> None:
         report = final_report(scores, rows, full, args.method)
         write_json(args.out, report)
         for row in rows:
-            chosen = f"  ({row['calibration']['setting']} = {row['calibration']['chosen']:g}, " \
+            chosen = f"  ({row['calibration']['setting']} = {value_text(row['calibration']['chosen'])}, " \
                 f"{row['calibration']['mode']})" if "calibration" in row else ""
             print(f"  {row['stage']:<40} {row['metric']:<5} {row['split']:<10} {row['value']:.4f}{chosen}")
         ratio = report["weak_over_full"]

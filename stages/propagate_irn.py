@@ -1,4 +1,7 @@
 """IRN's random walk of one shard's CAMs over the path affinities of its boundary map: python -m stages.propagate_irn ..."""
+import json
+from pathlib import Path
+
 from pipeline.affinity.irn import propagate_irn
 from pipeline.affinity.propagate import argmax_confusion
 from pipeline.core.device import set_threads
@@ -17,7 +20,15 @@ def main(argv=None) -> None:
     p.add_argument("--backbone", default=None, help="expected backbone (config); a mismatch is an error")
     p.add_argument("--method", required=True)
     add_settings(p, "propagate_irn")
+    p.add_argument("--calibration", default=None, help="JSON of stages.calibrate_irn_walk (logt or walk_bg auto)")
     args, cfg = parse(p, argv)
+    record = None
+    if "auto" in (cfg["logt"], cfg["walk_bg"]):
+        if args.calibration is None:
+            raise SystemExit("irn.logt or irn.walk_bg is auto: --calibration (the JSON of "
+                             "stages.calibrate_irn_walk) is required")
+        record = json.loads(Path(args.calibration).read_text())
+        cfg.update({key: record["chosen"][key] for key in ("logt", "walk_bg") if cfg[key] == "auto"})
 
     set_threads(args.threads)
     voc, eval_voc = shard_datasets(args, eval_split=True)
@@ -28,6 +39,7 @@ def main(argv=None) -> None:
     confusion = argmax_confusion(ArtifactReader(args.out), eval_voc, desc="IRN random-walk mIoU")
     write_json(args.tally, {"method": args.method, "affinity": "irn", "split": args.split,
                             "eval_split": args.eval_split, "eval_images": len(eval_voc), **tally,
+                            **({"calibration": record} if record else {}),
                             "confusion": [["rw:irn", confusion.tolist()]]})
     print(f"propagate_irn: {args.method} IRN random walk of {len(voc)} images of shard {args.shard} "
           f"({tally['computed_now']} computed now) -> {args.out}")

@@ -360,3 +360,111 @@ def test_the_report_lists_the_settings_auto_chose():
     assert "random_walk.alpha" in html and "<td>8</td>" in html and "32 images of calibration" in html
     assert "2.66" in html and html.count("<tr>") == 2   # header and the one calibrated row
     assert calibration_table({"ladder": [{"stage": "classifier"}]}) == ""
+
+
+# --- IRN's walk: logt and walk_bg chosen together ------------------------------------------------
+
+IRN_WALK = {"walk_radius": 3, "beta": 10, "logt": "auto", "walk_bg": "auto", "logt_grid": [3, 1, 2],
+            "walk_bg_grid": [0.2, 0.5]}
+
+
+@pytest.fixture(scope="module")
+def boundary_net(tmp_path_factory):
+    """A random-init boundary network saved to a file (its maps are noisy, which is all the tests need)."""
+    from pipeline.models.boundary_net import BoundaryNet, save_boundary_net
+    torch.manual_seed(5)
+    path = tmp_path_factory.mktemp("irn") / "irn.pt"
+    save_boundary_net(BoundaryNet("tf_efficientnet_lite0", [1, 2], dim=8, stride=4, weights="none"), path,
+                      mean=MEAN, std=STD, radius=5)
+    return path
+
+
+def test_the_irn_walk_grid_is_logt_major_and_keeps_a_fixed_key():
+    from pipeline.affinity.irn import walk_grid
+    assert walk_grid(IRN_WALK) == [{"logt": t, "walk_bg": b} for t in (1, 2, 3) for b in (0.2, 0.5)]
+    assert walk_grid({**IRN_WALK, "logt": 4}) == [{"logt": 4, "walk_bg": 0.2}, {"logt": 4, "walk_bg": 0.5}]
+    assert walk_grid({**IRN_WALK, "walk_bg": 0.25}) == [{"logt": t, "walk_bg": 0.25} for t in (1, 2, 3)]
+
+
+def test_the_irn_walk_curve_is_each_setting_walked_on_its_own(split_with_cams, boundary_net):
+    """One walk per image read at every 2^logt: each (logt, walk_bg) must score as IRN's walk of
+    that length alone (irn_maps), behind that background, stored in float16 and argmaxed."""
+    from pipeline.affinity.irn import boundary_of, irn_maps, walk_curve, walk_grid
+    from pipeline.models.boundary_net import load_boundary_net
+    voc, cams = split_with_cams
+    model, meta = load_boundary_net(boundary_net)
+    grid = walk_grid(IRN_WALK)
+    curve = walk_curve(model, meta, cams, voc, grid, IRN_WALK, "cpu").curve()
+    for point, row in zip(grid, curve):
+        assert row["value"] == point
+        pairs = []
+        for image_id in voc.ids:
+            maps = cams[image_id].astype(np.float32)
+            boundary = boundary_of(model, voc.load_image(image_id), MEAN, STD, "cpu")
+            stack = irn_maps(boundary, maps, 4, {**IRN_WALK, **point}).astype(np.float16)
+            ids = np.asarray([0, *cams.attrs(image_id)["classes"]], np.uint8)
+            pairs.append((voc.load_mask(image_id), ids[stack.argmax(0)]))
+        assert row["miou"] == pytest.approx(naive_miou(pairs, len(voc.classes)), abs=1e-12), point
+    assert len({round(r["miou"], 6) for r in curve}) > 1
+
+
+def test_the_irn_walk_stage_chooses_and_the_walk_uses_the_choice(split_with_cams, boundary_net, tiny_voc, tmp_path):
+    from stages import calibrate_irn_walk, propagate_irn
+    voc, cams = split_with_cams
+    common = ["--root", str(tiny_voc), "--classes", json.dumps(DEMO_CLASSES), "--method", "cam"]
+    settings = ["--walk-radius", "3", "--logt", "auto", "--logt-grid", "1", "2", "3", "--walk-bg", "auto",
+                "--walk-bg-grid", "0.2", "0.5"]
+    record_path = tmp_path / "rw_irn_cam.json"
+    calibrate_irn_walk.main([*common, "--split", "val", "--cams", cams.path, "--calibration-split", "val",
+                             "--calibration-cams", cams.path, "--boundary", str(boundary_net), "--device", "cpu",
+                             *settings, "--out", str(record_path)])
+    record = json.loads(record_path.read_text())
+    best = max(record["curve"], key=lambda r: r["miou"])
+    assert record["mode"] == "calibrated" and record["setting"] == "irn.logt, irn.walk_bg"
+    assert record["chosen"] == best["value"] and len(record["curve"]) == 6 and record["images"] == len(voc)
+    assert set(record["heuristic"]["miou_on_calibration"]) == {"1", "2", "3"}
+
+    propagate_irn.main([*common, "--split", "val", "--eval-split", "val", "--cams", cams.path,
+                        "--boundary", str(boundary_net), "--device", "cpu", *settings[:2], "--logt", "auto",
+                        "--walk-bg", "auto", "--calibration", str(record_path),
+                        "--out", str(tmp_path / "rw.h5"), "--tally", str(tmp_path / "rw.json")])
+    maps = ArtifactReader(tmp_path / "rw.h5")
+    assert maps.meta["logt"] == record["chosen"]["logt"] and maps.meta["walk_bg"] == record["chosen"]["walk_bg"]
+    assert (maps[voc.ids[0]][0] == np.float16(record["chosen"]["walk_bg"])).all()
+    tally = json.loads((tmp_path / "rw.json").read_text())
+    assert tally["calibration"]["chosen"] == record["chosen"]
+    # the walk scored over the split is the calibration curve's chosen point
+    from pipeline.maps.metrics import scores
+    assert scores(np.asarray(tally["confusion"][0][1]), DEMO_CLASSES)["miou"] == pytest.approx(record["miou"], abs=1e-12)
+
+    # without a calibration split: walk_bg from the label-free threshold, a fixed logt kept, logt auto refused
+    calibrate_irn_walk.main([*common, "--split", "val", "--cams", cams.path, "--boundary", str(boundary_net),
+                             *settings[:2], "--logt", "2", "--walk-bg", "auto", "--out", str(record_path)])
+    record = json.loads(record_path.read_text())
+    peaks = np.concatenate([cams[i].astype(np.float32).max(0).ravel() for i in voc.ids if len(cams[i])])
+    assert record["mode"] == "heuristic" and "no calibration split" in record["reason"]
+    assert record["chosen"] == {"logt": 2,
+                                "walk_bg": pytest.approx(otsu_threshold(np.histogram(peaks, 256, (0, 1))[0]))}
+    with pytest.raises(SystemExit, match="irn.logt auto needs a calibration split"):
+        calibrate_irn_walk.main([*common, "--split", "val", "--cams", cams.path, "--boundary", str(boundary_net),
+                                 *settings, "--out", str(record_path)])
+
+
+def test_the_report_prints_settings_chosen_together():
+    from pipeline.evaluation.report import calibration_table
+    record = {"setting": "irn.logt, irn.walk_bg", "mode": "calibrated", "chosen": {"logt": 4, "walk_bg": 0.4},
+              "split": "calibration", "images": 32, "miou": 0.78, "heuristic": {"value": 0.23}}
+    html = calibration_table({"ladder": [{"stage": "pseudo-labels: rw:irn", "calibration": record}]})
+    assert "<td>logt 4, walk_bg 0.4</td>" in html and "0.23" in html
+
+
+def test_the_irn_demo_overlay_calibrates_its_walk_in_the_dag(tmp_path):
+    """configs/demo-irn.yaml: the calibration split is drawn, the walk's record reaches the walk and the ladder."""
+    run = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-n", "-p", "--cores", "2",
+                          "--configfile", str(REPO / "configs/demo-irn.yaml"), "--", "results/demo/miou.json"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "rule calibrate_irn_walk:" in run.stdout and "--calibration-split calibration" in run.stdout
+    assert "--calibration results/demo/calibration/rw_irn_cam.json" in run.stdout
+    assert "--walk-calibration results/demo/calibration/rw_irn_cam.json" in run.stdout
+    assert "rule calibrate_walk:" not in run.stdout   # AffinityNet's walk is not the one behind the labels

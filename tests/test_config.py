@@ -45,6 +45,9 @@ def _broken(edit):
      "config key 'affinity.backbone' (dataset 'demo'): 'resnet_51' is not a timm model name"),
     (lambda c: c["datasets"]["voc"].setdefault("overrides", {}).update(segmentation={"backbone": "efficientnet"}),
      "config key 'segmentation.backbone' (dataset 'voc'): 'efficientnet' is not a timm model name"),
+    (lambda c: c["irn"].update(logt="auto"),
+     "config key 'irn.logt' (dataset 'voc'): auto chooses the walk's length on the calibration split"),
+    (lambda c: c["irn"].update(walk_bg="high"), "config key 'irn.walk_bg'"),
     (lambda c: c["segmentation"].update(weights="no/such/file.pt"),
      "config key 'segmentation.weights' (dataset 'demo'): 'no/such/file.pt' is neither one of offline, none"),
 ])

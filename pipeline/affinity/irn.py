@@ -32,7 +32,8 @@ from tqdm import tqdm
 
 from pipeline.affinity.labels import pair_classes
 from pipeline.affinity.propagate import pooled_maps, upsampled
-from pipeline.affinity.random_walk import fill_affinities, half_offsets, overlap, walk
+from pipeline.affinity.random_walk import (affinity_transition, fill_affinities, half_offsets, overlap,
+                                          random_walk, walk)
 from pipeline.affinity.train import AffinityData
 from pipeline.core.parallel import image_pool
 from pipeline.core.provenance import dataset_identity
@@ -40,6 +41,7 @@ from pipeline.core.store import ArtifactReader, ArtifactWriter, file_digest
 from pipeline.core.training import fit
 from pipeline.data.transforms import to_tensor
 from pipeline.data.voc import VOCDataset
+from pipeline.maps.calibration import GridScorer
 from pipeline.maps.crf import crf_labels
 from pipeline.maps.io import IGNORE, image_and_maps
 from pipeline.models.backbone import normalisation
@@ -117,6 +119,18 @@ def irn_walk(boundary: torch.Tensor, seeds: torch.Tensor, radius: int, beta: flo
     return walk(boundary_affinities(boundary, radius), radius, beta, seeds * (1 - boundary), steps)
 
 
+def scaled_maps(walked: torch.Tensor, stride: int, h: int, w: int) -> np.ndarray:
+    """Walked grid maps upsampled to the image, cropped to (h, w) and divided by their global maximum."""
+    up = upsampled(walked, stride, h, w).float().cpu().numpy()
+    up /= max(float(up.max(initial=0.0)), EPS)
+    return up
+
+
+def with_background(maps: np.ndarray, walk_bg: float) -> np.ndarray:
+    """float32 (1 + K, H, W): the constant background walk_bg in front of maps (K, H, W)."""
+    return np.concatenate([np.full((1, *maps.shape[1:]), walk_bg, np.float32), maps])
+
+
 def irn_maps(boundary: torch.Tensor, cams: np.ndarray, stride: int, cfg: dict) -> np.ndarray:
     """cams (K, H, W) in [0, 1] and B on the grid of the image padded to a multiple of stride ->
     float32 (1 + K, H, W): the constant background cfg['walk_bg'] first, then the walked CAMs
@@ -124,9 +138,7 @@ def irn_maps(boundary: torch.Tensor, cams: np.ndarray, stride: int, cfg: dict) -
     h, w = cams.shape[1:]
     seeds = pooled_maps(cams, stride).to(boundary.device)
     walked = irn_walk(boundary, seeds, cfg["walk_radius"], cfg["beta"], 2 ** cfg["logt"])
-    up = upsampled(walked, stride, h, w).float().cpu().numpy()
-    up /= max(float(up.max(initial=0.0)), EPS)
-    return np.concatenate([np.full((1, h, w), cfg["walk_bg"], np.float32), up])
+    return with_background(scaled_maps(walked, stride, h, w), cfg["walk_bg"])
 
 
 IR_LABEL_KEYS = ("fg_threshold", "bg_threshold", "crf")
@@ -218,3 +230,48 @@ def propagate_irn(model: BoundaryNet, meta: dict, cams: ArtifactReader, voc: VOC
             seconds += time.perf_counter() - start
             writer.write(image_id, walked, classes=np.asarray([0, *class_ids], np.int64))
     return {"images": len(voc), "computed_now": len(todo), "seconds": seconds}
+
+
+# --- the walk's logt and background chosen on a calibration split (docs/calibration.md) -----------
+
+WALK_SETTING = "irn.logt, irn.walk_bg"
+
+
+def walk_grid(cfg: dict) -> list[dict]:
+    """The (logt, walk_bg) pairs `auto` chooses from, logt-major: each key's grid where it is auto,
+    its fixed value otherwise."""
+    logts = sorted({int(v) for v in cfg["logt_grid"]}) if cfg["logt"] == "auto" else [int(cfg["logt"])]
+    bgs = [float(v) for v in cfg["walk_bg_grid"]] if cfg["walk_bg"] == "auto" else [float(cfg["walk_bg"])]
+    return [{"logt": logt, "walk_bg": bg} for logt in logts for bg in bgs]
+
+
+@torch.no_grad()
+def walk_curve(model: BoundaryNet, meta: dict, cams: ArtifactReader, voc: VOCDataset, grid: list[dict],
+               cfg: dict, device) -> GridScorer:
+    """IRN's walk label map for every (logt, walk_bg) of grid on the images of voc, scored against
+    their masks. One walk per image: the steps accumulate, so the maps after 2^logt steps are read
+    on the way to the largest logt; each is scaled as irn_maps scales it and put behind every
+    background of the grid, in float16 as the rw_irn artifact stores them, and argmaxed."""
+    model.eval().to(device)
+    scorer = GridScorer(grid, voc.classes)
+    logts = sorted({g["logt"] for g in grid})
+    for image_id in tqdm(voc.ids, desc="IRN walk calibration"):
+        image, cams_of, class_ids = image_and_maps(voc, cams, image_id)
+        gt = voc.load_mask(image_id)
+        if gt.shape != cams_of.shape[1:]:
+            raise ValueError(f"CAMs of '{image_id}' in {cams.path} are {cams_of.shape[1:]}, its mask "
+                             f"{voc.mask_path(image_id)} is {gt.shape}")
+        h, w = gt.shape
+        boundary = boundary_of(model, image, meta["mean"], meta["std"], device)
+        T = affinity_transition(boundary_affinities(boundary, cfg["walk_radius"]), cfg["walk_radius"], cfg["beta"])
+        walked, steps = pooled_maps(cams_of, model.stride).to(boundary.device) * (1 - boundary), 0
+        ids = np.asarray([0, *class_ids], np.uint8)
+        for logt in logts:
+            walked, steps = random_walk(walked, T, 2 ** logt - steps), 2 ** logt
+            maps = scaled_maps(walked, model.stride, h, w)
+            for k, point in enumerate(grid):
+                if point["logt"] == logt:
+                    stack = with_background(maps, point["walk_bg"]).astype(np.float16)
+                    scorer.add(k, gt, ids[stack.argmax(0)])
+        scorer.images += 1
+    return scorer

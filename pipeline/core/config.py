@@ -123,6 +123,10 @@ def validate(config: dict) -> dict:
         if seeds.get("per_class") and seeds["bg_threshold"] != "auto":
             raise ConfigError(f"config key 'seeds.per_class' (dataset '{name}'): per-class thresholds are chosen "
                               f"on the calibration split, so they need bg_threshold auto (got {seeds['bg_threshold']})")
+        if stage_config(config, name, "irn")["logt"] == "auto" and "calibration" not in ds["splits"]:
+            raise ConfigError(f"config key 'irn.logt' (dataset '{name}'): auto chooses the walk's length on the "
+                              f"calibration split, and 'datasets.{name}.splits.calibration' is not set "
+                              "(no label-free rule picks it)")
         _check_backbones(config, name)
     return config
 

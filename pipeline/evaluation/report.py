@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from pipeline.data.palette import colour_labels, heat_map
+from pipeline.maps.calibration import value_text
 from pipeline.maps.io import argmax_label
 
 # Published VOC 2012 figures (mIoU %, ResNet-based, no extra saliency), for scale only, shown for
@@ -144,7 +145,7 @@ def calibration_table(miou: dict) -> str:
         heuristic = record.get("heuristic", {})
         how = (f"calibrated on {record['images']} images of {record['split']} (mIoU {_pct(record['miou'])})"
                if record["mode"] == "calibrated" else f"label-free heuristic: {record.get('reason', '')}")
-        rows.append([row["stage"], record["setting"], f"{record['chosen']:g}", how,
+        rows.append([row["stage"], record["setting"], value_text(record["chosen"]), how,
                      f"{heuristic['value']:.3g}" if "value" in heuristic else ""])
     if not rows:
         return ""

@@ -36,19 +36,21 @@ CRITERION = ("best mIoU of the stage's output on the calibration split (one conf
 OTSU_NAME = "Otsu's threshold of the histogram of the CAMs' per-pixel peak (label-free heuristic, not calibrated)"
 
 
-def curve_row(value: float, matrix: np.ndarray, classes: Sequence[str]) -> dict:
+def curve_row(value: float | dict, matrix: np.ndarray, classes: Sequence[str]) -> dict:
     s = scores(matrix, classes)
     return {"value": value, "miou": s["miou"], "fg_precision": s["fg_precision"], "fg_recall": s["fg_recall"]}
 
 
 class GridScorer:
     """One confusion matrix per grid value over a split. `add(index, gt, label)` scores the label
-    map the stage gives at grid[index]; label pixels at 255 (ignored by design) are not scored."""
+    map the stage gives at grid[index]; label pixels at 255 (ignored by design) are not scored. A
+    grid value is a number, or a mapping of several settings chosen together."""
 
-    def __init__(self, grid: Sequence[float], classes: Sequence[str]):
+    def __init__(self, grid: Sequence[float | dict], classes: Sequence[str]):
         if len(grid) == 0:
             raise ValueError("calibration grid is empty: expected at least one value")
-        self.grid, self.classes = [float(v) for v in grid], list(classes)
+        self.grid = [dict(v) if isinstance(v, dict) else float(v) for v in grid]
+        self.classes = list(classes)
         self.acc = [ConfusionAccumulator(len(self.classes)) for _ in self.grid]
         self.images = 0
 
@@ -57,6 +59,13 @@ class GridScorer:
 
     def curve(self) -> list[dict]:
         return [curve_row(v, a.matrix, self.classes) for v, a in zip(self.grid, self.acc)]
+
+
+def value_text(value: float | dict) -> str:
+    """A chosen value as the report and the logs print it: 16, or `logt 3, walk_bg 0.35`."""
+    if isinstance(value, dict):
+        return ", ".join(f"{key} {v:g}" for key, v in value.items())
+    return f"{value:g}"
 
 
 def choose(curve: list[dict]) -> dict:
