@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -312,32 +313,39 @@ def test_the_label_powers_derived_from_the_seed_threshold_keep_psa_s_relation():
     assert record["mode"] == "derived (heuristic)" and record["auto"] == ["alpha_low"]
 
 
-@pytest.mark.slow
-def test_the_dag_calibrates_on_a_calibration_split(tmp_path):
-    """The tiny fixture DAG with every background setting on auto and a calibration split of 3
-    images: the chosen values reach the stages and miou.json's ladder."""
+def _calibrated_fixture_dag(tmp_path, overrides: dict) -> Path:
+    """The tiny fixture DAG to miou.json with a calibration split of 3 images and these stage
+    overrides on top of small training settings; returns its results directory."""
     root = tmp_path / "VOC2012"
     demo.generate(root, DEMO_CLASSES, **TINY, n_calibration=3)
-    overrides = {"datasets": {"voc": {
+    stages = {"classifier": {"epochs": 1, "batch_size": 4, "crop_size": 48, "workers": 0},
+              "cams": {"scales": [1.0]},
+              "segmentation": {"feature_level": 3, "channels": 32, "epochs": 1, "batch_size": 4,
+                               "crop_size": 48, "workers": 0, "test_scales": [1.0, 0.5]}}
+    config = {"datasets": {"voc": {
         "root": str(root), "classes": DEMO_CLASSES,
         "splits": {"classifier": "train", "classifier_val": "val", "cams": "train", "seeds": "train", "val": "val",
                    "calibration": "calibration"},
-        "overrides": {"classifier": {"epochs": 1, "batch_size": 4, "crop_size": 48, "workers": 0},
-                      "cams": {"scales": [1.0]},
-                      "affinity": {"levels": [1, 2], "dims": [8, 8], "stride": 4, "crop_size": 48, "epochs": 1,
-                                   "batch_size": 4, "workers": 0, "alpha_low": "auto", "alpha_high": "auto"},
-                      "random_walk": {"logt": 3, "alpha": "auto", "alpha_grid": [2, 8, 16]},
-                      "seeds": {"bg_threshold": "auto"},
-                      "segmentation": {"feature_level": 3, "channels": 32, "epochs": 1, "batch_size": 4,
-                                       "crop_size": 48, "workers": 0, "test_scales": [1.0, 0.5]}}}}}
-    cfg = tmp_path / "fixture.yaml"
-    cfg.write_text(yaml.safe_dump(overrides))
+        "overrides": {**stages, **overrides}}}}
+    config_file = tmp_path / "fixture.yaml"
+    config_file.write_text(yaml.safe_dump(config))
     run = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", "2",
-                          "--configfile", str(cfg), "--", "results/voc/miou.json"],
+                          "--configfile", str(config_file), "--", "results/voc/miou.json"],
                          cwd=tmp_path, capture_output=True, text=True, timeout=1800,
                          env={**os.environ, "PYTHONPATH": str(REPO)})   # the stages of this checkout
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    results = tmp_path / "results" / "voc"
+    return tmp_path / "results" / "voc"
+
+
+@pytest.mark.slow
+def test_the_dag_calibrates_on_a_calibration_split(tmp_path):
+    """Every background setting of AffinityNet's chain on auto: the chosen values reach the stages
+    and miou.json's ladder."""
+    results = _calibrated_fixture_dag(tmp_path, {
+        "affinity": {"levels": [1, 2], "dims": [8, 8], "stride": 4, "crop_size": 48, "epochs": 1,
+                     "batch_size": 4, "workers": 0, "alpha_low": "auto", "alpha_high": "auto"},
+        "random_walk": {"logt": 3, "alpha": "auto", "alpha_grid": [2, 8, 16]},
+        "seeds": {"bg_threshold": "auto"}})
     seeds_record = json.loads((results / "calibration" / "seeds_cam.json").read_text())
     walk_record = json.loads((results / "calibration" / "rw_cam.json").read_text())
     assert seeds_record["mode"] == "calibrated" and seeds_record["images"] == 3
@@ -349,6 +357,23 @@ def test_the_dag_calibrates_on_a_calibration_split(tmp_path):
     rows = {row["stage"]: row for row in json.loads((results / "miou.json").read_text())["ladder"]}
     assert rows["pseudo-labels: rw:affinitynet"]["calibration"]["chosen"] == walk_record["chosen"]
     assert rows[f"seeds (cam @ {seeds_record['chosen']})"]["calibration"]["mode"] == "calibrated"
+
+
+@pytest.mark.slow
+def test_the_dag_calibrates_irn_s_walk(tmp_path):
+    """IRN's chain with logt and walk_bg on auto: the pair chosen on the calibration split is the
+    walk the pseudo-labels come from, and miou.json's rw:irn row carries it."""
+    results = _calibrated_fixture_dag(tmp_path, {
+        "affinity": {"kind": "irn"},
+        "irn": {"levels": [1, 2], "dim": 8, "crop_size": 48, "epochs": 1, "batch_size": 4, "workers": 0,
+                "logt": "auto", "walk_bg": "auto", "logt_grid": [1, 2], "walk_bg_grid": [0.2, 0.4]}})
+    record = json.loads((results / "calibration" / "rw_irn_cam.json").read_text())
+    assert record["mode"] == "calibrated" and record["images"] == 3 and len(record["curve"]) == 4
+    assert record["chosen"] in [{"logt": t, "walk_bg": b} for t in (1, 2) for b in (0.2, 0.4)]
+    assert json.loads((results / "rw_irn" / "cam.json").read_text())["calibration"]["chosen"] == record["chosen"]
+    rows = {row["stage"]: row for row in json.loads((results / "miou.json").read_text())["ladder"]}
+    assert rows["pseudo-labels: rw:irn"]["calibration"]["chosen"] == record["chosen"]
+    assert not (results / "calibration" / "rw_cam.json").exists()   # AffinityNet's walk is not in this DAG
 
 
 def test_the_report_lists_the_settings_auto_chose():
