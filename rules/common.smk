@@ -6,7 +6,6 @@ import shlex
 import signal
 import sys
 import threading
-import types
 from types import SimpleNamespace
 from pathlib import Path
 
@@ -424,7 +423,7 @@ def final_walk_calibration(wildcards):
     if not uses_rw(wildcards.dataset):
         return []
     method = cfgmod.stage_config(config, wildcards.dataset, "segmentation")["labels_from"]
-    at = types.SimpleNamespace(dataset=wildcards.dataset, method=method)
+    at = SimpleNamespace(dataset=wildcards.dataset, method=method)
     if affinity_kind(wildcards.dataset) == "irn":
         return irn_walk_calibration(at)
     return calibration_record("rw", "random_walk", "alpha")(at)

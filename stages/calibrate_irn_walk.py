@@ -30,33 +30,37 @@ def main(argv=None) -> None:
         raise SystemExit("irn.logt and irn.walk_bg are both fixed: there is nothing to calibrate")
 
     set_threads(args.threads)
-    threshold = label_free_threshold(ArtifactReader(args.cams), dataset(args, args.split))
     fixed_logt = None if cfg["logt"] == "auto" else int(cfg["logt"])
-    heuristic_bg = threshold["value"] if cfg["walk_bg"] == "auto" else float(cfg["walk_bg"])
-    heuristic = {**threshold, "name": f"walk_bg at {threshold['name']}", "value": heuristic_bg}
+    heuristic = None
+    if cfg["walk_bg"] == "auto":
+        threshold = label_free_threshold(ArtifactReader(args.cams), dataset(args, args.split))
+        heuristic = {**threshold, "name": f"walk_bg at {threshold['name']}"}
     if args.calibration_split is not None:
         calib = dataset(args, args.calibration_split)
         calib.check(masks=True)
         model, meta = load_boundary_net(args.boundary, args.backbone)
         grid = walk_grid(cfg)
         # the heuristic's background is scored beside the grid at every logt, never chosen
-        extra = [{**point, "walk_bg": heuristic_bg} for point in grid if point["walk_bg"] == grid[0]["walk_bg"]]
+        extra = ([{**point, "walk_bg": heuristic["value"]} for point in grid if point["walk_bg"] == grid[0]["walk_bg"]]
+                 if heuristic else [])
         curve = walk_curve(model, meta, ArtifactReader(args.calibration_cams), calib, [*grid, *extra], cfg,
                            resolve_device(args.device)).curve()
-        heuristic["miou_on_calibration"] = {str(row["value"]["logt"]): row["miou"] for row in curve[len(grid):]}
-        record = {**calibrated_record(WALK_SETTING, calib.split, len(calib), curve[:len(grid)]), "heuristic": heuristic}
+        record = calibrated_record(WALK_SETTING, calib.split, len(calib), curve[:len(grid)])
+        if heuristic:
+            heuristic["miou_on_calibration"] = {str(row["value"]["logt"]): row["miou"] for row in curve[len(grid):]}
+            record["heuristic"] = heuristic
     elif fixed_logt is None:
         raise SystemExit("irn.logt auto needs a calibration split (datasets.<name>.splits.calibration): "
                          "no label-free rule picks the walk's length")
     else:
-        record = heuristic_record(WALK_SETTING, {"logt": fixed_logt, "walk_bg": heuristic_bg}, heuristic,
+        record = heuristic_record(WALK_SETTING, {"logt": fixed_logt, "walk_bg": heuristic["value"]}, heuristic,
                                   "no calibration split in config (datasets.<name>.splits.calibration): "
                                   "walk_bg is the label-free seed threshold")
     write_json(args.out, {"method": args.method, **record})
     how = (f"calibrated on {record['images']} images of '{record['split']}' (mIoU {record['miou']:.4f})"
            if record["mode"] == "calibrated" else "label-free heuristic (no calibration split)")
-    print(f"calibrate_irn_walk: {args.method} {value_text(record['chosen'])}, {how}; heuristic walk_bg "
-          f"{heuristic_bg:.3f} -> {args.out}")
+    fallback = f"; heuristic walk_bg {heuristic['value']:.3f}" if heuristic else ""
+    print(f"calibrate_irn_walk: {args.method} {value_text(record['chosen'])}, {how}{fallback} -> {args.out}")
 
 
 if __name__ == "__main__":

@@ -462,6 +462,14 @@ def test_the_irn_walk_stage_chooses_and_the_walk_uses_the_choice(split_with_cams
     from pipeline.maps.metrics import scores
     assert scores(np.asarray(tally["confusion"][0][1]), DEMO_CLASSES)["miou"] == pytest.approx(record["miou"], abs=1e-12)
 
+    # a fixed walk_bg is kept and only the length is chosen: no label-free value is involved
+    calibrate_irn_walk.main([*common, "--split", "val", "--cams", cams.path, "--calibration-split", "val",
+                             "--calibration-cams", cams.path, "--boundary", str(boundary_net), "--device", "cpu",
+                             *settings[:8], "--walk-bg", "0.3", "--out", str(record_path)])
+    record = json.loads(record_path.read_text())
+    assert [r["value"] for r in record["curve"]] == [{"logt": t, "walk_bg": 0.3} for t in (1, 2, 3)]
+    assert "heuristic" not in record
+
     # without a calibration split: walk_bg from the label-free threshold, a fixed logt kept, logt auto refused
     calibrate_irn_walk.main([*common, "--split", "val", "--cams", cams.path, "--boundary", str(boundary_net),
                              *settings[:2], "--logt", "2", "--walk-bg", "auto", "--out", str(record_path)])
