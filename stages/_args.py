@@ -34,6 +34,22 @@ def dataset(args, split: str):
     return open_split(args.root, args.classes, split, args.coco_cache, args.tags)
 
 
+def calibration_parser(description: str) -> argparse.ArgumentParser:
+    """A stage that chooses an `auto` setting: the dataset, the split the CAMs are made on with their
+    file (the label-free fallback's input), and the calibration split with its CAMs (both or neither)."""
+    p = parser(description)
+    add_dataset(p, split_flags=("--split",))
+    p.add_argument("--cams", required=True, help="HDF5 of extract_cams on --split (the label-free heuristic's input)")
+    p.add_argument("--calibration-split", default=None, help="the calibration split (images with masks)")
+    p.add_argument("--calibration-cams", default=None, help="HDF5 of extract_cams on the calibration split")
+    return p
+
+
+def check_calibration_args(args) -> None:
+    if (args.calibration_split is None) != (args.calibration_cams is None):
+        raise SystemExit("--calibration-split and --calibration-cams go together")
+
+
 def cams_scoring(description: str, stage: str, argv, masks: bool, extra=()):
     """A stage that scores one method's CAMs on a split into a JSON report (seeds, boxes):
     (arguments, settings, the split's reader, checked). `extra`: (flag, help) of optional paths."""

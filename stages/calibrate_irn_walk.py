@@ -5,18 +5,14 @@ from pipeline.core.device import resolve_device, set_threads
 from pipeline.core.store import ArtifactReader
 from pipeline.maps.calibration import calibrated_record, heuristic_record, label_free_threshold, value_text
 from pipeline.models.boundary_net import load_boundary_net
-from stages._args import add_dataset, add_runtime, dataset, parse, parser, write_json
+from stages._args import add_runtime, calibration_parser, check_calibration_args, dataset, parse, write_json
 from stages._main import stage_main
 from stages._settings import add_settings
 
 
 @stage_main
 def main(argv=None) -> None:
-    p = parser(__doc__)
-    add_dataset(p, split_flags=("--split",))
-    p.add_argument("--cams", required=True, help="HDF5 of extract_cams on --split (the label-free heuristic's input)")
-    p.add_argument("--calibration-split", default=None, help="the calibration split (images with masks)")
-    p.add_argument("--calibration-cams", default=None, help="HDF5 of extract_cams on the calibration split")
+    p = calibration_parser(__doc__)
     p.add_argument("--boundary", required=True, help="checkpoint written by train_irn")
     p.add_argument("--backbone", default=None, help="expected backbone (config); a mismatch is an error")
     p.add_argument("--method", required=True)
@@ -24,8 +20,7 @@ def main(argv=None) -> None:
     add_settings(p, "calibrate_irn_walk")
     p.add_argument("--out", required=True, help="JSON: the calibration record")
     args, cfg = parse(p, argv)
-    if (args.calibration_split is None) != (args.calibration_cams is None):
-        raise SystemExit("--calibration-split and --calibration-cams go together")
+    check_calibration_args(args)
     if "auto" not in (cfg["logt"], cfg["walk_bg"]):
         raise SystemExit("irn.logt and irn.walk_bg are both fixed: there is nothing to calibrate")
 

@@ -3,22 +3,17 @@ without one, by the label-free heuristic: python -m stages.calibrate_seeds ...""
 from pipeline.cams.seeds import SETTING, calibrate_threshold, sweep_values
 from pipeline.core.store import ArtifactReader
 from pipeline.maps.calibration import auto_record, label_free_threshold
-from stages._args import add_dataset, dataset, parse, parser, write_json
+from stages._args import calibration_parser, check_calibration_args, dataset, parse, write_json
 from stages._settings import add_settings
 
 
 def main(argv=None) -> None:
-    p = parser(__doc__)
-    add_dataset(p, split_flags=("--split",))
-    p.add_argument("--cams", required=True, help="HDF5 of extract_cams on --split (the label-free heuristic's input)")
-    p.add_argument("--calibration-split", default=None, help="the calibration split (images with masks)")
-    p.add_argument("--calibration-cams", default=None, help="HDF5 of extract_cams on the calibration split")
+    p = calibration_parser(__doc__)
     p.add_argument("--method", required=True)
     add_settings(p, "calibrate_seeds")
     p.add_argument("--out", required=True, help="JSON: the calibration record")
     args, cfg = parse(p, argv)
-    if (args.calibration_split is None) != (args.calibration_cams is None):
-        raise SystemExit("--calibration-split and --calibration-cams go together")
+    check_calibration_args(args)
 
     heuristic = label_free_threshold(ArtifactReader(args.cams), dataset(args, args.split))
     calibrated = None

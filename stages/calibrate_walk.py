@@ -5,16 +5,12 @@ from pipeline.core.device import resolve_device, set_threads
 from pipeline.core.store import ArtifactReader
 from pipeline.maps.calibration import auto_record, calibrated_record, crossing_alpha, label_free_threshold
 from pipeline.models.affinity_net import load_affinity_net
-from stages._args import add_dataset, add_runtime, dataset, parse, parser, write_json
+from stages._args import add_runtime, calibration_parser, check_calibration_args, dataset, parse, write_json
 from stages._settings import add_settings
 
 
 def main(argv=None) -> None:
-    p = parser(__doc__)
-    add_dataset(p, split_flags=("--split",))
-    p.add_argument("--cams", required=True, help="HDF5 of extract_cams on --split (the label-free heuristic's input)")
-    p.add_argument("--calibration-split", default=None, help="the calibration split (images with masks)")
-    p.add_argument("--calibration-cams", default=None, help="HDF5 of extract_cams on the calibration split")
+    p = calibration_parser(__doc__)
     p.add_argument("--affinity", required=True, help="checkpoint written by train_affinity")
     p.add_argument("--backbone", default=None, help="expected backbone (config); a mismatch is an error")
     p.add_argument("--method", required=True)
@@ -22,8 +18,7 @@ def main(argv=None) -> None:
     add_settings(p, "calibrate_walk")
     p.add_argument("--out", required=True, help="JSON: the calibration record")
     args, cfg = parse(p, argv)
-    if (args.calibration_split is None) != (args.calibration_cams is None):
-        raise SystemExit("--calibration-split and --calibration-cams go together")
+    check_calibration_args(args)
 
     set_threads(args.threads)
     threshold = label_free_threshold(ArtifactReader(args.cams), dataset(args, args.split))

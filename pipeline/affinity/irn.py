@@ -43,7 +43,7 @@ from pipeline.data.transforms import to_tensor
 from pipeline.data.voc import VOCDataset
 from pipeline.maps.calibration import GridScorer
 from pipeline.maps.crf import crf_labels
-from pipeline.maps.io import IGNORE, image_and_maps
+from pipeline.maps.io import IGNORE, image_and_maps, image_maps_and_mask
 from pipeline.models.backbone import normalisation
 from pipeline.models.boundary_net import BoundaryNet, save_boundary_net
 
@@ -256,11 +256,7 @@ def walk_curve(model: BoundaryNet, meta: dict, cams: ArtifactReader, voc: VOCDat
     scorer = GridScorer(grid, voc.classes)
     logts = sorted({g["logt"] for g in grid})
     for image_id in tqdm(voc.ids, desc="IRN walk calibration"):
-        image, cams_of, class_ids = image_and_maps(voc, cams, image_id)
-        gt = voc.load_mask(image_id)
-        if gt.shape != cams_of.shape[1:]:
-            raise ValueError(f"CAMs of '{image_id}' in {cams.path} are {cams_of.shape[1:]}, its mask "
-                             f"{voc.mask_path(image_id)} is {gt.shape}")
+        image, cams_of, class_ids, gt = image_maps_and_mask(voc, cams, image_id)
         h, w = gt.shape
         boundary = boundary_of(model, image, meta["mean"], meta["std"], device)
         T = affinity_transition(boundary_affinities(boundary, cfg["walk_radius"]), cfg["walk_radius"], cfg["beta"])

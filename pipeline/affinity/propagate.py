@@ -21,7 +21,7 @@ from pipeline.data.transforms import to_tensor
 from pipeline.data.voc import VOCDataset
 from pipeline.maps.background import background_score
 from pipeline.maps.calibration import GridScorer
-from pipeline.maps.io import argmax_label, confusion_split, image_and_maps
+from pipeline.maps.io import argmax_label, confusion_split, image_and_maps, image_maps_and_mask
 from pipeline.models.affinity_net import AffinityNet
 
 
@@ -109,11 +109,7 @@ def alpha_curve(model: AffinityNet, meta: dict, cams: ArtifactReader, voc: VOCDa
     scorer = GridScorer(alphas, voc.classes)
     s, g = model.stride, len(alphas)
     for image_id in tqdm(voc.ids, desc="walk calibration"):
-        image, maps, class_ids = image_and_maps(voc, cams, image_id)
-        gt = voc.load_mask(image_id)
-        if gt.shape != maps.shape[1:]:
-            raise ValueError(f"CAMs of '{image_id}' in {cams.path} are {maps.shape[1:]}, its mask "
-                             f"{voc.mask_path(image_id)} is {gt.shape}")
+        image, maps, class_ids, gt = image_maps_and_mask(voc, cams, image_id)
         h, w = image.shape[:2]
         x = F.pad(to_tensor(image, meta["mean"], meta["std"]), (0, -w % s, 0, -h % s))
         affinities = feature_affinities(model(x[None].to(device))[0], cfg["radius"])

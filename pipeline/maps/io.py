@@ -25,6 +25,17 @@ def image_and_maps(voc: VOCDataset, maps: ArtifactReader, image_id: str):
     return image, class_maps, maps.attrs(image_id)["classes"]
 
 
+def image_maps_and_mask(voc: VOCDataset, maps: ArtifactReader, image_id: str):
+    """image_and_maps and the image's mask (uint8 (H, W)); a mask of another size than the maps is
+    an error naming both."""
+    image, class_maps, class_ids = image_and_maps(voc, maps, image_id)
+    gt = voc.load_mask(image_id)
+    if gt.shape != class_maps.shape[1:]:
+        raise ValueError(f"maps of '{image_id}' in {maps.path} are {class_maps.shape[1:]}, its mask "
+                         f"{voc.mask_path(image_id)} is {gt.shape}")
+    return image, class_maps, class_ids, gt
+
+
 def add_scored(acc: ConfusionAccumulator, gt: np.ndarray, label: np.ndarray) -> None:
     """Pixels a label map leaves at 255 (ignored by design) are not scored."""
     acc.add(np.where(label == IGNORE, IGNORE, gt), label)
