@@ -313,9 +313,9 @@ def test_the_label_powers_derived_from_the_seed_threshold_keep_psa_s_relation():
     assert record["mode"] == "derived (heuristic)" and record["auto"] == ["alpha_low"]
 
 
-def _calibrated_fixture_dag(tmp_path, overrides: dict) -> Path:
-    """The tiny fixture DAG to miou.json with a calibration split of 3 images and these stage
-    overrides on top of small training settings; returns its results directory."""
+def _calibrated_fixture_dag(tmp_path, overrides: dict, targets=("results/voc/miou.json",)) -> Path:
+    """The tiny fixture DAG with a calibration split of 3 images and these stage overrides on top of
+    small training settings, to its targets; returns its results directory."""
     root = tmp_path / "VOC2012"
     demo.generate(root, DEMO_CLASSES, **TINY, n_calibration=3)
     stages = {"classifier": {"epochs": 1, "batch_size": 4, "crop_size": 48, "workers": 0},
@@ -330,7 +330,7 @@ def _calibrated_fixture_dag(tmp_path, overrides: dict) -> Path:
     config_file = tmp_path / "fixture.yaml"
     config_file.write_text(yaml.safe_dump(config))
     run = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", "2",
-                          "--configfile", str(config_file), "--", "results/voc/miou.json"],
+                          "--configfile", str(config_file), "--", *targets],
                          cwd=tmp_path, capture_output=True, text=True, timeout=1800,
                          env={**os.environ, "PYTHONPATH": str(REPO)})   # the stages of this checkout
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
@@ -339,13 +339,16 @@ def _calibrated_fixture_dag(tmp_path, overrides: dict) -> Path:
 
 @pytest.mark.slow
 def test_the_dag_calibrates_on_a_calibration_split(tmp_path):
-    """Every background setting of AffinityNet's chain on auto: the chosen values reach the stages
-    and miou.json's ladder."""
+    """Every background setting on auto, in one DAG: AffinityNet's chain to miou.json and IRN's walk
+    beside it. The chosen values reach the stages and miou.json's ladder."""
     results = _calibrated_fixture_dag(tmp_path, {
         "affinity": {"levels": [1, 2], "dims": [8, 8], "stride": 4, "crop_size": 48, "epochs": 1,
                      "batch_size": 4, "workers": 0, "alpha_low": "auto", "alpha_high": "auto"},
         "random_walk": {"logt": 3, "alpha": "auto", "alpha_grid": [2, 8, 16]},
-        "seeds": {"bg_threshold": "auto"}})
+        "seeds": {"bg_threshold": "auto"},
+        "irn": {"levels": [1, 2], "dim": 8, "crop_size": 48, "epochs": 1, "batch_size": 4, "workers": 0,
+                "logt": "auto", "walk_bg": "auto", "logt_grid": [1, 2], "walk_bg_grid": [0.2, 0.4]}},
+        targets=("results/voc/miou.json", "results/voc/rw_irn/cam.json"))
     seeds_record = json.loads((results / "calibration" / "seeds_cam.json").read_text())
     walk_record = json.loads((results / "calibration" / "rw_cam.json").read_text())
     assert seeds_record["mode"] == "calibrated" and seeds_record["images"] == 3
@@ -357,23 +360,11 @@ def test_the_dag_calibrates_on_a_calibration_split(tmp_path):
     rows = {row["stage"]: row for row in json.loads((results / "miou.json").read_text())["ladder"]}
     assert rows["pseudo-labels: rw:affinitynet"]["calibration"]["chosen"] == walk_record["chosen"]
     assert rows[f"seeds (cam @ {seeds_record['chosen']})"]["calibration"]["mode"] == "calibrated"
-
-
-@pytest.mark.slow
-def test_the_dag_calibrates_irn_s_walk(tmp_path):
-    """IRN's chain with logt and walk_bg on auto: the pair chosen on the calibration split is the
-    walk the pseudo-labels come from, and miou.json's rw:irn row carries it."""
-    results = _calibrated_fixture_dag(tmp_path, {
-        "affinity": {"kind": "irn"},
-        "irn": {"levels": [1, 2], "dim": 8, "crop_size": 48, "epochs": 1, "batch_size": 4, "workers": 0,
-                "logt": "auto", "walk_bg": "auto", "logt_grid": [1, 2], "walk_bg_grid": [0.2, 0.4]}})
-    record = json.loads((results / "calibration" / "rw_irn_cam.json").read_text())
-    assert record["mode"] == "calibrated" and record["images"] == 3 and len(record["curve"]) == 4
-    assert record["chosen"] in [{"logt": t, "walk_bg": b} for t in (1, 2) for b in (0.2, 0.4)]
-    assert json.loads((results / "rw_irn" / "cam.json").read_text())["calibration"]["chosen"] == record["chosen"]
-    rows = {row["stage"]: row for row in json.loads((results / "miou.json").read_text())["ladder"]}
-    assert rows["pseudo-labels: rw:irn"]["calibration"]["chosen"] == record["chosen"]
-    assert not (results / "calibration" / "rw_cam.json").exists()   # AffinityNet's walk is not in this DAG
+    # IRN's walk: its pair chosen on the calibration split is the walk it writes
+    irn_record = json.loads((results / "calibration" / "rw_irn_cam.json").read_text())
+    assert irn_record["mode"] == "calibrated" and irn_record["images"] == 3 and len(irn_record["curve"]) == 4
+    assert irn_record["chosen"] in [{"logt": t, "walk_bg": b} for t in (1, 2) for b in (0.2, 0.4)]
+    assert json.loads((results / "rw_irn" / "cam.json").read_text())["calibration"]["chosen"] == irn_record["chosen"]
 
 
 def test_the_report_lists_the_settings_auto_chose():
