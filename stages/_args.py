@@ -9,6 +9,7 @@ from pathlib import Path
 from pipeline.core.device import loader_workers, resolve_device, set_threads
 from pipeline.core.precision import AMP_CHOICES, amp_name, mixed_precision, resolve_amp
 from pipeline.core.shards import select_shard
+from pipeline.core.store import ArtifactReader
 from pipeline.data.datasets import open_split
 from pipeline.models.checkpoint import CheckpointError
 from stages._settings import add_settings, settings
@@ -148,6 +149,26 @@ def start_training(args) -> dict:
     cfg = settings(args)
     cfg["workers"] = loader_workers(cfg["workers"], args.threads)
     return cfg
+
+
+def train_on_labels(description: str, stage: str, labels_stage: str, train_fn, argv) -> None:
+    """A stage that trains a pair-affinity network on a split's label artifact (AffinityNet on the
+    affinity labels, IRN's boundary network on the IR labels): train_fn(voc, labels, cfg, out,
+    device, seed) returns the report, whose loss curve ends in the line printed."""
+    p = parser(description)
+    add_dataset(p)
+    add_runtime(p)
+    p.add_argument("--labels", required=True, help=f"HDF5 written by stages.{labels_stage}")
+    add_training(p, stage, "JSON with the loss curve")
+    args = p.parse_args(argv)
+
+    cfg = start_training(args)
+    voc = dataset(args, args.split)
+    voc.check(masks=False)
+    with on_device(args) as device:
+        result = train_fn(voc, ArtifactReader(args.labels), cfg, args.out, device, args.seed)
+    write_json(args.report, result)
+    print(f"{stage}: {result['images']} images, final loss {result['history'][-1]['loss']:.4f} -> {args.out}")
 
 
 def json_arg(text: str) -> dict:
