@@ -19,32 +19,27 @@ path affinity of a class-boundary map, its loss, and IRN's random walk.
 """
 from __future__ import annotations
 
-import json
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from pipeline.affinity.labels import pair_classes
 from pipeline.affinity.propagate import pooled_maps, upsampled
 from pipeline.affinity.random_walk import (affinity_transition, fill_affinities, half_offsets, overlap,
                                           random_walk, walk)
-from pipeline.affinity.train import AffinityData
+from pipeline.affinity.train import fit_on_labels
 from pipeline.core.parallel import image_pool
 from pipeline.core.provenance import dataset_identity
 from pipeline.core.store import ArtifactReader, ArtifactWriter, file_digest
-from pipeline.core.training import fit
 from pipeline.data.transforms import to_tensor
 from pipeline.data.voc import VOCDataset
 from pipeline.maps.calibration import GridScorer
 from pipeline.maps.crf import crf_labels
 from pipeline.maps.io import IGNORE, image_and_maps, image_maps_and_mask
-from pipeline.models.backbone import normalisation
 from pipeline.models.boundary_net import BoundaryNet, save_boundary_net
 
 EPS = 1e-5
@@ -176,30 +171,10 @@ def make_ir_labels(cams: ArtifactReader, voc: VOCDataset, out, cfg: dict, worker
 
 def train_irn(voc: VOCDataset, labels: ArtifactReader, cfg: dict, out: str | Path, device, seed: int = 0) -> dict:
     """Train the boundary network's new layers on the IR labels (IRN's train_irn, semantic part)."""
-    out = Path(out)
-    partial = out.with_name(out.name + ".partial")
     torch.manual_seed(seed)
-    mean, std = normalisation(cfg["backbone"])
     model = BoundaryNet(cfg["backbone"], cfg["levels"], cfg["dim"], cfg["stride"], cfg["output_stride"],
                         cfg["weights"])
-    data = AffinityData(voc, labels, mean, std, cfg["crop_size"], cfg["scale_range"], cfg["stride"], seed)
-    loader = DataLoader(data, batch_size=cfg["batch_size"], shuffle=True, drop_last=True,
-                        num_workers=cfg["workers"], generator=torch.Generator().manual_seed(seed))
-
-    def batch_loss(model, batch, device):
-        x, grid = batch
-        return path_affinity_loss(model(x.to(device)), grid.to(device), cfg["radius"])
-
-    settings = {"cfg": json.dumps(cfg, sort_keys=True), "n_train": len(data), "seed": seed,
-                "data": dataset_identity(voc), "labels": labels.digest}
-    history = fit(model, loader, batch_loss, cfg, partial, settings, device, "irn",
-                  on_epoch=lambda epoch: setattr(data, "epoch", epoch), seed=seed)
-    model.cpu()
-    tmp = out.with_name(out.name + ".tmp")
-    save_boundary_net(model, tmp, mean=list(mean), std=list(std), radius=cfg["radius"])
-    os.replace(tmp, out)
-    partial.unlink(missing_ok=True)
-    return {"split": voc.split, "images": len(data), "history": history}
+    return fit_on_labels(model, path_affinity_loss, save_boundary_net, "irn", voc, labels, cfg, out, device, seed)
 
 
 @torch.no_grad()

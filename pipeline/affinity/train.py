@@ -71,28 +71,37 @@ def affinity_loss(features: torch.Tensor, labels: torch.Tensor, radius: int) -> 
 
 
 def train(voc: VOCDataset, labels: ArtifactReader, cfg: dict, out: str | Path, device, seed: int = 0) -> dict:
-    out = Path(out)
-    partial = out.with_name(out.name + ".partial")
+    """Train AffinityNet on the affinity labels (psa's train_aff)."""
     torch.manual_seed(seed)
-    mean, std = normalisation(cfg["backbone"])
     model = AffinityNet(cfg["backbone"], cfg["levels"], cfg["dims"], cfg["stride"], cfg["output_stride"],
                         cfg["weights"])
+    return fit_on_labels(model, affinity_loss, save_affinity_net, "affinity", voc, labels, cfg, out, device, seed)
+
+
+def fit_on_labels(model, loss, save, name: str, voc: VOCDataset, labels: ArtifactReader, cfg: dict,
+                  out: str | Path, device, seed: int) -> dict:
+    """Train a pair-affinity network (AffinityNet, IRN's boundary network) on a split's label
+    artifact: AffinityData's crops, loss(network output, label grid, radius), the shared loop
+    (resumable from out's `.partial`), the checkpoint written by save and renamed into place."""
+    out = Path(out)
+    partial = out.with_name(out.name + ".partial")
+    mean, std = normalisation(cfg["backbone"])
     data = AffinityData(voc, labels, mean, std, cfg["crop_size"], cfg["scale_range"], cfg["stride"], seed)
     loader = DataLoader(data, batch_size=cfg["batch_size"], shuffle=True, drop_last=True,
                         num_workers=cfg["workers"], pin_memory=pin_memory(device), generator=torch.Generator().manual_seed(seed))
 
     def batch_loss(model, batch, device):
         x, grid = batch
-        # float32 features: in bf16, 1 + EPS - a rounds to 1 - a and log(0) is -inf
-        return affinity_loss(model(to_device(x, device)).float(), to_device(grid, device), cfg["radius"])
+        # float32 output: in bf16, 1 + EPS - a rounds to 1 - a and log(0) is -inf
+        return loss(model(to_device(x, device)).float(), to_device(grid, device), cfg["radius"])
 
     settings = {"cfg": json.dumps(cfg, sort_keys=True), "n_train": len(data), "seed": seed,
                 "data": dataset_identity(voc), "labels": labels.digest}
-    history = fit(model, loader, batch_loss, cfg, partial, settings, device, "affinity",
+    history = fit(model, loader, batch_loss, cfg, partial, settings, device, name,
                   on_epoch=lambda epoch: setattr(data, "epoch", epoch), seed=seed)
     model.cpu()
     tmp = out.with_name(out.name + ".tmp")
-    save_affinity_net(model, tmp, mean=list(mean), std=list(std), radius=cfg["radius"])
+    save(model, tmp, mean=list(mean), std=list(std), radius=cfg["radius"])
     os.replace(tmp, out)
     drop_when_done(partial)   # kept until the stage ends well: a kill before then resumes from it
     return {"split": voc.split, "images": len(data), "history": history}
