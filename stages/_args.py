@@ -171,6 +171,21 @@ def train_on_labels(description: str, stage: str, labels_stage: str, train_fn, a
     print(f"{stage}: {result['images']} images, final loss {result['history'][-1]['loss']:.4f} -> {args.out}")
 
 
+def resolve_auto(cfg: dict, keys, calibration: str | None, setting: str, calibrating_stage: str) -> dict | None:
+    """The values of cfg's keys set to `auto` replaced by the choice in the calibration record (a
+    number for a single setting, a mapping for settings chosen together); returns the record, or
+    None when no key is auto."""
+    auto = [key for key in keys if cfg[key] == "auto"]
+    if not auto:
+        return None
+    if calibration is None:
+        raise SystemExit(f"{setting} is auto: --calibration (the JSON of stages.{calibrating_stage}) is required")
+    record = json.loads(Path(calibration).read_text())
+    chosen = record["chosen"]
+    cfg.update({key: chosen[key] if isinstance(chosen, dict) else chosen for key in auto})
+    return record
+
+
 def json_arg(text: str) -> dict:
     return json.loads(text)
 

@@ -1,12 +1,9 @@
 """Random-walk propagation of one shard's CAMs over AffinityNet affinities: python -m stages.propagate ..."""
-import json
-from pathlib import Path
-
 from pipeline.affinity.propagate import argmax_confusion, propagate
 from pipeline.core.device import set_threads
 from pipeline.core.store import ArtifactReader
 from pipeline.models.affinity_net import load_affinity_net
-from stages._args import on_device, parse, shard_datasets, shard_parser, write_json
+from stages._args import on_device, parse, resolve_auto, shard_datasets, shard_parser, write_json
 from stages._settings import add_settings
 from stages._main import stage_main
 
@@ -21,12 +18,7 @@ def main(argv=None) -> None:
     add_settings(p, "propagate")
     p.add_argument("--calibration", default=None, help="JSON of stages.calibrate_walk (alpha auto)")
     args, cfg = parse(p, argv)
-    record = None
-    if cfg["alpha"] == "auto":
-        if args.calibration is None:
-            raise SystemExit("random_walk.alpha is auto: --calibration (the JSON of stages.calibrate_walk) is required")
-        record = json.loads(Path(args.calibration).read_text())
-        cfg["alpha"] = record["chosen"]
+    record = resolve_auto(cfg, ("alpha",), args.calibration, "random_walk.alpha", "calibrate_walk")
 
     set_threads(args.threads)
     voc, eval_voc = shard_datasets(args, eval_split=True)

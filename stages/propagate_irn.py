@@ -1,13 +1,10 @@
 """IRN's random walk of one shard's CAMs over the path affinities of its boundary map: python -m stages.propagate_irn ..."""
-import json
-from pathlib import Path
-
 from pipeline.affinity.irn import propagate_irn
 from pipeline.affinity.propagate import argmax_confusion
 from pipeline.core.device import set_threads
 from pipeline.core.store import ArtifactReader
 from pipeline.models.boundary_net import load_boundary_net
-from stages._args import on_device, parse, shard_datasets, shard_parser, write_json
+from stages._args import on_device, parse, resolve_auto, shard_datasets, shard_parser, write_json
 from stages._settings import add_settings
 from stages._main import stage_main
 
@@ -22,13 +19,8 @@ def main(argv=None) -> None:
     add_settings(p, "propagate_irn")
     p.add_argument("--calibration", default=None, help="JSON of stages.calibrate_irn_walk (logt or walk_bg auto)")
     args, cfg = parse(p, argv)
-    record = None
-    if "auto" in (cfg["logt"], cfg["walk_bg"]):
-        if args.calibration is None:
-            raise SystemExit("irn.logt or irn.walk_bg is auto: --calibration (the JSON of "
-                             "stages.calibrate_irn_walk) is required")
-        record = json.loads(Path(args.calibration).read_text())
-        cfg.update({key: record["chosen"][key] for key in ("logt", "walk_bg") if cfg[key] == "auto"})
+    record = resolve_auto(cfg, ("logt", "walk_bg"), args.calibration, "irn.logt or irn.walk_bg",
+                          "calibrate_irn_walk")
 
     set_threads(args.threads)
     voc, eval_voc = shard_datasets(args, eval_split=True)
